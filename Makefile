@@ -1,0 +1,66 @@
+# Switchyard — the two commands a newcomer needs:
+#   make enable   build the plugin and enable it as switchyard:latest (starts dockerd if needed)
+#   make test     type-check, lint, unit/protocol, netns and end-to-end tests against real dockerd
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PLUGIN ?= switchyard:latest
+DOCKER := DOCKER_API_VERSION=1.41 /usr/bin/docker
+NODE := node_modules/.bin/node
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
+
+deps: node_modules/.installed
+
+build: deps
+	rm -rf dist
+	tsc -p tsconfig.build.json
+
+## Static checks: strict type-check and Biome lint + format check.
+check: deps
+	tsc --noEmit -p tsconfig.json
+	biome ci .
+
+unit: deps
+	$(NODE) --test --test-reporter=spec 'test/unit/**/*.test.ts' 'test/protocol/**/*.test.ts'
+
+netns: deps
+	@[[ $$(id -u) == 0 ]] || { echo "netns tests need root (network namespaces, bridges, nft)"; exit 1; }
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/netns/**/*.test.ts'
+
+e2e: deps
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/e2e/**/*.test.ts'
+
+## Starts dockerd if none answers (installing docker.io on a fresh Debian) and imports the test image.
+docker:
+	scripts/ensure-docker.sh
+
+## Builds plugin/config.json + plugin/rootfs and (re)creates the plugin, disabled.
+plugin: build docker
+	scripts/build-plugin.sh
+	if $(DOCKER) plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
+	  $(DOCKER) plugin disable -f $(PLUGIN) >/dev/null 2>&1 || true; \
+	  $(DOCKER) plugin rm -f $(PLUGIN) >/dev/null; \
+	fi
+	$(DOCKER) plugin create $(PLUGIN) plugin
+
+enable: plugin
+	$(DOCKER) plugin enable $(PLUGIN)
+	@echo "switchyard enabled: docker network create --driver $(PLUGIN) --ipam-driver $(PLUGIN) ..."
+
+disable:
+	$(DOCKER) plugin disable -f $(PLUGIN)
+
+## Removes the plugin (networks using it must be removed first).
+remove:
+	-$(DOCKER) plugin disable -f $(PLUGIN)
+	$(DOCKER) plugin rm -f $(PLUGIN)
+
+test: check unit netns enable e2e
+
+clean:
+	rm -rf dist plugin/rootfs plugin/config.json

@@ -1,0 +1,138 @@
+import { internal } from "../errors.ts";
+import { CommandError, type Runner } from "../exec/runner.ts";
+import type { BridgeSpec, Datapath, LinkInfo, VethSpec } from "./datapath.ts";
+
+interface IpLinkJson {
+  ifname: string;
+  flags?: string[];
+  master?: string;
+  mtu?: number;
+  address?: string;
+  operstate?: string;
+  linkinfo?: { info_kind?: string };
+}
+
+interface IpAddrJson {
+  ifname: string;
+  addr_info?: { local: string; prefixlen: number; family: string }[];
+}
+
+const isMissing = (error: unknown): boolean =>
+  error instanceof CommandError &&
+  /Cannot find device|does not exist|No such device/i.test(error.stderr);
+
+function toLinkInfo(entry: IpLinkJson): LinkInfo {
+  return {
+    name: entry.ifname,
+    kind: entry.linkinfo?.info_kind,
+    up: entry.flags?.includes("UP") ?? false,
+    master: entry.master,
+    mtu: entry.mtu ?? 0,
+    mac: entry.address,
+  };
+}
+
+/** The datapath through iproute2's `ip`, batching commands where it can (one spawn per step). */
+export class IpDatapath implements Datapath {
+  readonly #run: Runner;
+
+  constructor(runner: Runner) {
+    this.#run = runner;
+  }
+
+  async link(name: string): Promise<LinkInfo | undefined> {
+    try {
+      const { stdout } = await this.#run(["ip", "-j", "-d", "link", "show", "dev", name]);
+      const [entry] = JSON.parse(stdout) as IpLinkJson[];
+      return entry === undefined ? undefined : toLinkInfo(entry);
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+  }
+
+  async links(): Promise<LinkInfo[]> {
+    const { stdout } = await this.#run(["ip", "-j", "-d", "link", "show"]);
+    return (JSON.parse(stdout) as IpLinkJson[]).map(toLinkInfo);
+  }
+
+  async ensureBridge(spec: BridgeSpec): Promise<void> {
+    const existing = await this.link(spec.name);
+    if (existing !== undefined && existing.kind !== "bridge") {
+      throw internal(`cannot create bridge "${spec.name}": an interface of kind ${existing.kind ?? "device"} has that name`);
+    }
+    const commands: string[] = [];
+    if (existing === undefined) {
+      const mac = spec.mac === undefined ? [] : ["address", spec.mac];
+      const mtu = spec.mtu === undefined ? [] : ["mtu", String(spec.mtu)];
+      commands.push(["link", "add", "name", spec.name, ...mac, ...mtu, "type", "bridge"].join(" "));
+    } else if (spec.mtu !== undefined && existing.mtu !== spec.mtu) {
+      commands.push(`link set dev ${spec.name} mtu ${spec.mtu}`);
+    }
+    const present = existing === undefined ? new Set<string>() : await this.#addresses(spec.name);
+    for (const address of spec.addresses) {
+      if (present.has(address)) continue;
+      // nodad: the gateway must answer at once; a v6 DAD wait would race the first container.
+      const extra = address.includes(":") ? " nodad" : "";
+      commands.push(`address add ${address} dev ${spec.name}${extra}`);
+    }
+    commands.push(`link set dev ${spec.name} up`);
+    await this.#batch(commands);
+  }
+
+  async deleteBridge(name: string): Promise<void> {
+    await this.deleteLink(name);
+  }
+
+  async ensureVeth(spec: VethSpec): Promise<void> {
+    const mtu = spec.mtu === undefined ? "" : ` mtu ${spec.mtu}`;
+    const existing = await this.link(spec.hostName);
+    const commands: string[] = [];
+    if (existing !== undefined) commands.push(`link del dev ${spec.hostName}`);
+    commands.push(
+      `link add name ${spec.hostName}${mtu} type veth peer name ${spec.peerName} address ${spec.peerMac}${mtu}`,
+    );
+    await this.#batch(commands);
+  }
+
+  async attach(hostName: string, bridge: string): Promise<void> {
+    await this.#batch([`link set dev ${hostName} master ${bridge} up`]);
+  }
+
+  async detach(hostName: string): Promise<void> {
+    try {
+      await this.#batch([`link set dev ${hostName} nomaster`]);
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+  }
+
+  async deleteLink(name: string): Promise<void> {
+    try {
+      await this.#run(["ip", "link", "del", "dev", name]);
+    } catch (error) {
+      if (!isMissing(error)) throw error;
+    }
+  }
+
+  async #addresses(name: string): Promise<Set<string>> {
+    const { stdout } = await this.#run(["ip", "-j", "addr", "show", "dev", name]);
+    const entries = JSON.parse(stdout) as IpAddrJson[];
+    return new Set(
+      entries.flatMap((entry) =>
+        (entry.addr_info ?? []).map((info) => `${info.local}/${info.prefixlen}`),
+      ),
+    );
+  }
+
+  /** Runs several `ip` commands in one process; every value in them was validated before. */
+  async #batch(commands: string[]): Promise<void> {
+    if (commands.length === 0) return;
+    if (commands.length === 1) {
+      const [only] = commands;
+      await this.#run(["ip", ...(only ?? "").split(" ")]);
+      return;
+    }
+    await this.#run(["ip", "-batch", "-"], { input: `${commands.join("\n")}\n` });
+  }
+}

@@ -1,0 +1,304 @@
+import type { Logger } from "pino";
+import type { Datapath } from "../datapath/datapath.ts";
+import { badRequest, conflict, notFound } from "../errors.ts";
+import type { Firewall } from "../firewall/firewall.ts";
+import type { EndpointRecord, NetworkAddressing, NetworkRecord, StateDocument } from "../state/model.ts";
+import type { StateManager } from "../state/state-manager.ts";
+import { bridgeNameFor, macFor, validateMac, vethNamesFor } from "./names.ts";
+import { parseNetworkOptions } from "./options.ts";
+import { parsePortBindings } from "./ports.ts";
+import { UndoList } from "./undo.ts";
+
+/** A network as CreateNetwork describes it, after decoding. */
+export interface CreateNetworkInput {
+  networkId: string;
+  options: Record<string, unknown> | null | undefined;
+  ipv4: { pool?: string; gateway?: string }[];
+  ipv6: { pool?: string; gateway?: string }[];
+}
+
+/** An endpoint as CreateEndpoint describes it, after decoding. */
+export interface CreateEndpointInput {
+  networkId: string;
+  endpointId: string;
+  address?: string;
+  addressV6?: string;
+  mac?: string;
+  options: Record<string, unknown> | null | undefined;
+}
+
+/** What Join hands back to Docker. */
+export interface JoinResult {
+  srcName: string;
+  gateway?: string;
+  gatewayV6?: string;
+  disableGatewayService: boolean;
+}
+
+const bare = (address: string): string => address.split("/")[0] ?? address;
+
+function toAddressing(
+  data: { pool?: string; gateway?: string }[],
+  family: string,
+): NetworkAddressing[] {
+  return data.map((item, index) => {
+    if (item.pool === undefined || item.pool === "") {
+      throw badRequest(`${family} data item ${index} has no Pool`);
+    }
+    return item.gateway === undefined || item.gateway === ""
+      ? { pool: item.pool }
+      : { pool: item.pool, gateway: item.gateway };
+  });
+}
+
+/** The network driver: keeps state, host interfaces and the packet filter in step. */
+export class NetworkDriver {
+  readonly #state: StateManager;
+  readonly #datapath: Datapath;
+  readonly #firewall: Firewall;
+  readonly #logger: Logger;
+
+  constructor(deps: { state: StateManager; datapath: Datapath; firewall: Firewall; logger: Logger }) {
+    this.#state = deps.state;
+    this.#datapath = deps.datapath;
+    this.#firewall = deps.firewall;
+    this.#logger = deps.logger;
+  }
+
+  createNetwork(input: CreateNetworkInput): Promise<void> {
+    const options = parseNetworkOptions(input.options);
+    const ipv4 = toAddressing(input.ipv4, "IPv4Data");
+    const ipv6 = options.enableIpv6 ? toAddressing(input.ipv6, "IPv6Data") : [];
+    return this.#state.change(async (state) => {
+      if (state.networks[input.networkId] !== undefined) return; // a retry of a create that worked
+      const bridge = options.existingBridge ?? options.bridgeName ?? bridgeNameFor(input.networkId);
+      const owner = Object.values(state.networks).find((network) => network.bridge === bridge);
+      if (owner !== undefined) {
+        throw conflict(`bridge "${bridge}" is already used by network ${owner.id.slice(0, 12)}`);
+      }
+      const existing = await this.#datapath.link(bridge);
+      if (options.existingBridge !== undefined) {
+        if (existing === undefined) {
+          throw badRequest(
+            `cannot use bridge "${bridge}": no such interface on this host; create it first (ip link add ${bridge} type bridge) or drop -o bridge= to let Switchyard make one`,
+          );
+        }
+        if (existing.kind !== "bridge") {
+          throw badRequest(
+            `cannot use bridge "${bridge}": it is a ${existing.kind ?? "plain"} interface, not a bridge`,
+          );
+        }
+      } else if (existing !== undefined) {
+        throw conflict(
+          `cannot create bridge "${bridge}": an interface with that name already exists; use -o bridge=${bridge} to attach to an existing bridge`,
+        );
+      }
+      const record: NetworkRecord = {
+        id: input.networkId,
+        bridge,
+        bridgeOwned: options.existingBridge === undefined,
+        ipv4,
+        ipv6,
+        internal: options.internal,
+        enableIpv6: options.enableIpv6,
+        icc: options.icc,
+        masquerade: options.masquerade,
+        options: options.generic,
+      };
+      if (options.mtu !== undefined) record.mtu = options.mtu;
+      if (options.hostBindingIpv4 !== undefined) record.hostBindingIpv4 = options.hostBindingIpv4;
+      const undo = new UndoList(this.#logger);
+      try {
+        if (record.bridgeOwned) {
+          await this.#ensureOwnedBridge(record);
+          undo.push("delete bridge", () => this.#datapath.deleteBridge(bridge));
+        }
+        state.networks[record.id] = record;
+        await this.#firewall.apply(state);
+      } catch (error) {
+        delete state.networks[record.id];
+        await undo.rollback();
+        throw error;
+      }
+    });
+  }
+
+  deleteNetwork(networkId: string): Promise<void> {
+    return this.#state.change(async (state) => {
+      const network = state.networks[networkId];
+      if (network === undefined) return; // already gone: Docker may retry
+      for (const endpoint of Object.values(state.endpoints)) {
+        if (endpoint.networkId !== networkId) continue;
+        await this.#datapath.deleteLink(endpoint.hostVeth);
+        delete state.endpoints[endpoint.id];
+      }
+      delete state.networks[networkId];
+      await this.#firewall.apply(state);
+      if (network.bridgeOwned) await this.#datapath.deleteBridge(network.bridge);
+    });
+  }
+
+  createEndpoint(input: CreateEndpointInput): Promise<{ mac?: string }> {
+    const givenMac = input.mac === undefined || input.mac === "" ? undefined : validateMac(input.mac);
+    const ports = parsePortBindings(input.options);
+    return this.#state.change(async (state) => {
+      const network = this.#network(state, input.networkId);
+      const known = state.endpoints[input.endpointId];
+      if (known !== undefined) {
+        throw conflict(`endpoint ${input.endpointId.slice(0, 12)} already exists`);
+      }
+      if (input.address === undefined && input.addressV6 === undefined) {
+        throw badRequest(`endpoint ${input.endpointId.slice(0, 12)} has no address; Docker's IPAM gave none`);
+      }
+      const mac = givenMac ?? macFor(input.endpointId, input.address);
+      const { hostVeth, peerVeth } = vethNamesFor(input.endpointId);
+      const record: EndpointRecord = {
+        id: input.endpointId,
+        networkId: network.id,
+        hostVeth,
+        peerVeth,
+        mac,
+        joined: false,
+        ports,
+      };
+      if (input.address !== undefined) record.address = input.address;
+      if (input.addressV6 !== undefined) record.addressV6 = input.addressV6;
+      const undo = new UndoList(this.#logger);
+      try {
+        await this.#datapath.ensureVeth({ hostName: hostVeth, peerName: peerVeth, peerMac: mac, mtu: network.mtu });
+        undo.push("delete veth", () => this.#datapath.deleteLink(hostVeth));
+        state.endpoints[record.id] = record;
+        await this.#firewall.apply(state);
+      } catch (error) {
+        delete state.endpoints[record.id];
+        await undo.rollback();
+        throw error;
+      }
+      return givenMac === undefined ? { mac } : {};
+    });
+  }
+
+  deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
+    return this.#state.change(async (state) => {
+      const endpoint = state.endpoints[endpointId];
+      if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      await this.#datapath.deleteLink(endpoint.hostVeth);
+      delete state.endpoints[endpointId];
+      await this.#firewall.apply(state);
+    });
+  }
+
+  endpointInfo(networkId: string, endpointId: string): Record<string, unknown> {
+    const state = this.#state.document;
+    const endpoint = state.endpoints[endpointId];
+    if (endpoint === undefined || endpoint.networkId !== networkId) {
+      throw notFound(`endpoint ${endpointId.slice(0, 12)} is not known to Switchyard on network ${networkId.slice(0, 12)}`);
+    }
+    const network = state.networks[networkId];
+    return {
+      bridge: network?.bridge,
+      hostVeth: endpoint.hostVeth,
+      mac: endpoint.mac,
+      ports: endpoint.ports,
+    };
+  }
+
+  join(networkId: string, endpointId: string): Promise<JoinResult> {
+    return this.#state.change(async (state) => {
+      const network = this.#network(state, networkId);
+      const endpoint = this.#endpoint(state, networkId, endpointId);
+      try {
+        await this.#datapath.attach(endpoint.hostVeth, network.bridge);
+      } catch (error) {
+        // After a host reboot the bridge and veth may be gone and Docker replays nothing: repair
+        // here (only on failure, so the usual Join costs one command).
+        this.#logger.warn({ err: error, bridge: network.bridge }, "attach failed; repairing");
+        await this.#repairEndpoint(network, endpoint);
+        await this.#datapath.attach(endpoint.hostVeth, network.bridge);
+      }
+      endpoint.joined = true;
+      const result: JoinResult = { srcName: endpoint.peerVeth, disableGatewayService: false };
+      if (!network.internal) {
+        const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
+        if (gateway !== undefined && endpoint.address !== undefined) result.gateway = bare(gateway);
+        const gatewayV6 = network.ipv6.find((item) => item.gateway !== undefined)?.gateway;
+        if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined) result.gatewayV6 = bare(gatewayV6);
+      }
+      // Without a gateway Docker would add the container to docker_gwbridge too.
+      result.disableGatewayService = result.gateway === undefined && result.gatewayV6 === undefined;
+      return result;
+    });
+  }
+
+  leave(networkId: string, endpointId: string): Promise<void> {
+    return this.#state.change(async (state) => {
+      const endpoint = state.endpoints[endpointId];
+      if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      await this.#datapath.detach(endpoint.hostVeth);
+      endpoint.joined = false;
+    });
+  }
+
+  programExternalConnectivity(
+    networkId: string,
+    endpointId: string,
+    options: Record<string, unknown> | null | undefined,
+  ): Promise<void> {
+    const ports = parsePortBindings(options);
+    return this.#state.change(async (state) => {
+      const endpoint = this.#endpoint(state, networkId, endpointId);
+      if (ports.length > 0) endpoint.ports = ports;
+      await this.#firewall.apply(state);
+    });
+  }
+
+  revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
+    return this.#state.change(async (state) => {
+      const endpoint = state.endpoints[endpointId];
+      if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      endpoint.ports = [];
+      await this.#firewall.apply(state);
+    });
+  }
+
+  async #repairEndpoint(network: NetworkRecord, endpoint: EndpointRecord): Promise<void> {
+    if (network.bridgeOwned) {
+      await this.#ensureOwnedBridge(network);
+    } else if ((await this.#datapath.link(network.bridge))?.kind !== "bridge") {
+      throw notFound(
+        `cannot attach to network ${network.id.slice(0, 12)}: its bridge "${network.bridge}" no longer exists on this host; re-create it`,
+      );
+    }
+    if ((await this.#datapath.link(endpoint.hostVeth)) === undefined) {
+      await this.#datapath.ensureVeth({
+        hostName: endpoint.hostVeth,
+        peerName: endpoint.peerVeth,
+        peerMac: endpoint.mac,
+        mtu: network.mtu,
+      });
+    }
+  }
+
+  async #ensureOwnedBridge(network: NetworkRecord): Promise<void> {
+    const addresses = [...network.ipv4, ...network.ipv6]
+      .map((item) => item.gateway)
+      .filter((gateway): gateway is string => gateway !== undefined);
+    await this.#datapath.ensureBridge({ name: network.bridge, addresses, mtu: network.mtu });
+  }
+
+  #network(state: StateDocument, networkId: string): NetworkRecord {
+    const network = state.networks[networkId];
+    if (network === undefined) {
+      throw notFound(`network ${networkId.slice(0, 12)} is not known to Switchyard`);
+    }
+    return network;
+  }
+
+  #endpoint(state: StateDocument, networkId: string, endpointId: string): EndpointRecord {
+    const endpoint = state.endpoints[endpointId];
+    if (endpoint === undefined || endpoint.networkId !== networkId) {
+      throw notFound(`endpoint ${endpointId.slice(0, 12)} is not known to Switchyard on network ${networkId.slice(0, 12)}`);
+    }
+    return endpoint;
+  }
+}

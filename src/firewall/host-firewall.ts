@@ -1,0 +1,94 @@
+import type { Logger } from "pino";
+import type { Runner } from "../exec/runner.ts";
+import type { StateDocument } from "../state/model.ts";
+import type { Firewall } from "./firewall.ts";
+import { IPTABLES_CHAIN, renderIptables, renderNftables } from "./render.ts";
+
+/** Which iptables backend the host's Docker programs. */
+export type IptablesVariant = "nft" | "legacy";
+
+const DOCKER_USER = "DOCKER-USER";
+
+/**
+ * Decides which iptables the host's Docker uses: the one whose tables hold Docker's chains.
+ * Using the other one is a classic bug: rules land in tables the kernel path never consults
+ * in the order Docker's DROP policy expects.
+ */
+export async function detectIptablesVariant(run: Runner): Promise<IptablesVariant> {
+  for (const variant of ["nft", "legacy"] as const) {
+    const result = await run([`iptables-${variant}`, "-w", "-n", "-L", DOCKER_USER], {
+      allowFailure: true,
+    }).catch(() => undefined);
+    if (result?.exitCode === 0) return variant;
+  }
+  return "nft";
+}
+
+/** The packet filter of a real host: Switchyard's nftables table plus one iptables chain. */
+export class HostFirewall implements Firewall {
+  readonly #run: Runner;
+  readonly #logger: Logger;
+  #variant: IptablesVariant | undefined;
+  #lastNft: string | undefined;
+  #lastIptables: string | undefined;
+
+  constructor(runner: Runner, logger: Logger, variant?: IptablesVariant) {
+    this.#run = runner;
+    this.#logger = logger;
+    this.#variant = variant;
+  }
+
+  async apply(state: Readonly<StateDocument>): Promise<void> {
+    if (Object.keys(state.networks).length === 0) {
+      await this.clear();
+      return;
+    }
+    const nft = renderNftables(state);
+    if (nft !== this.#lastNft) {
+      await this.#run(["nft", "-f", "-"], { input: nft });
+      this.#lastNft = nft;
+    }
+    const iptables = renderIptables(state);
+    if (iptables !== this.#lastIptables) {
+      await this.#applyIptables(iptables);
+      this.#lastIptables = iptables;
+    }
+  }
+
+  async clear(): Promise<void> {
+    await this.#run(["nft", "-f", "-"], { input: renderNftables({ version: 1, ipam: { version: 1, pools: {} }, networks: {}, endpoints: {} }) });
+    this.#lastNft = undefined;
+    const iptables = await this.#iptables();
+    await this.#run([iptables, "-w", "-D", DOCKER_USER, "-j", IPTABLES_CHAIN], { allowFailure: true });
+    await this.#run([iptables, "-w", "-F", IPTABLES_CHAIN], { allowFailure: true });
+    await this.#run([iptables, "-w", "-X", IPTABLES_CHAIN], { allowFailure: true });
+    this.#lastIptables = undefined;
+  }
+
+  async #iptables(): Promise<string> {
+    if (this.#variant === undefined) {
+      this.#variant = await detectIptablesVariant(this.#run);
+      this.#logger.info({ variant: this.#variant }, "iptables variant detected");
+    }
+    return `iptables-${this.#variant}`;
+  }
+
+  async #applyIptables(script: string): Promise<void> {
+    const iptables = await this.#iptables();
+    // DOCKER-USER exists once Docker's bridge driver started; make it ourselves if not yet
+    // (Docker keeps an existing chain and only moves its FORWARD jump to the top).
+    const hasUserChain = await this.#run([iptables, "-w", "-n", "-L", DOCKER_USER], { allowFailure: true });
+    if (hasUserChain.exitCode !== 0) {
+      await this.#run([iptables, "-w", "-N", DOCKER_USER], { allowFailure: true });
+      await this.#run([iptables, "-w", "-I", "FORWARD", "-j", DOCKER_USER]);
+    }
+    await this.#run([`${iptables}-restore`, "-w", "--noflush"], { input: script });
+    const jump = await this.#run([iptables, "-w", "-C", DOCKER_USER, "-j", IPTABLES_CHAIN], { allowFailure: true });
+    if (jump.exitCode !== 0) await this.#run([iptables, "-w", "-I", DOCKER_USER, "-j", IPTABLES_CHAIN]);
+  }
+}
+
+/** The firewall of the host this process runs on. */
+export function createFirewall(runner: Runner, logger: Logger): Firewall {
+  return new HostFirewall(runner, logger);
+}

@@ -1,0 +1,110 @@
+import type { EndpointRecord, NetworkRecord, StateDocument } from "../state/model.ts";
+
+/** Name of Switchyard's nftables table (family inet: one table for IPv4 and IPv6). */
+export const NFT_TABLE = "switchyard";
+/** Switchyard's iptables chain, jumped to from Docker's DOCKER-USER chain. */
+export const IPTABLES_CHAIN = "SWITCHYARD";
+
+const quote = (name: string): string => `"${name}"`;
+const bare = (address: string): string => address.split("/")[0] ?? address;
+const family = (cidr: string): "ip" | "ip6" => (cidr.includes(":") ? "ip6" : "ip");
+
+function networks(state: Readonly<StateDocument>): NetworkRecord[] {
+  return Object.values(state.networks).sort((a, b) => a.bridge.localeCompare(b.bridge));
+}
+
+function forwardRules(network: NetworkRecord): string[] {
+  const bridge = quote(network.bridge);
+  const rules: string[] = [];
+  if (!network.icc) rules.push(`iifname ${bridge} oifname ${bridge} drop comment "icc off"`);
+  if (network.internal) {
+    rules.push(`iifname ${bridge} oifname != ${bridge} drop comment "internal"`);
+    rules.push(`oifname ${bridge} iifname != ${bridge} drop comment "internal"`);
+    return rules;
+  }
+  // Into the network from elsewhere: replies and published ports only, as Docker's bridge does.
+  rules.push(`oifname ${bridge} iifname != ${bridge} ct state established,related accept`);
+  rules.push(`oifname ${bridge} iifname != ${bridge} ct status dnat accept`);
+  rules.push(`oifname ${bridge} iifname != ${bridge} drop comment "isolation"`);
+  return rules;
+}
+
+function masqueradeRules(network: NetworkRecord): string[] {
+  if (network.internal || !network.masquerade) return [];
+  return network.ipv4.map(
+    (item) => `ip saddr ${item.pool} oifname != ${quote(network.bridge)} masquerade`,
+  );
+}
+
+function publishRules(network: NetworkRecord, endpoint: EndpointRecord): string[] {
+  if (network.internal || endpoint.address === undefined) return [];
+  return endpoint.ports
+    .filter((binding) => binding.hostPort !== 0 && binding.proto !== "sctp")
+    .flatMap((binding) => {
+      const hostIp = binding.hostIp || network.hostBindingIpv4 || "";
+      if (hostIp.includes(":")) return [];
+      const match = hostIp === "" || hostIp === "0.0.0.0" ? "fib daddr type local" : `ip daddr ${hostIp}`;
+      const ports =
+        binding.hostPortEnd > binding.hostPort
+          ? `${binding.hostPort}-${binding.hostPortEnd}`
+          : String(binding.hostPort);
+      return [
+        `${match} ${binding.proto} dport ${ports} dnat ip to ${bare(endpoint.address ?? "")}:${binding.containerPort}`,
+      ];
+    });
+}
+
+/**
+ * The whole nftables script for the state: deletes and re-creates Switchyard's table in one
+ * transaction, so the kernel never holds a half-applied ruleset. Empty state → table removed.
+ */
+export function renderNftables(state: Readonly<StateDocument>): string {
+  const all = networks(state);
+  const lines = [`table inet ${NFT_TABLE} {}`, `delete table inet ${NFT_TABLE}`];
+  if (all.length === 0) return `${lines.join("\n")}\n`;
+  const endpoints = Object.values(state.endpoints).sort((a, b) => a.id.localeCompare(b.id));
+  const publish = endpoints.flatMap((endpoint) => {
+    const network = state.networks[endpoint.networkId];
+    return network === undefined ? [] : publishRules(network, endpoint);
+  });
+  const indent = (rules: string[]): string[] => rules.map((rule) => `    ${rule}`);
+  lines.push(
+    `table inet ${NFT_TABLE} {`,
+    "  chain forward {",
+    "    type filter hook forward priority -10; policy accept;",
+    ...indent(all.flatMap(forwardRules)),
+    "  }",
+    "  chain prerouting {",
+    "    type nat hook prerouting priority -100; policy accept;",
+    ...indent(publish),
+    "  }",
+    "  chain output {",
+    "    type nat hook output priority -100; policy accept;",
+    ...indent(publish),
+    "  }",
+    "  chain postrouting {",
+    "    type nat hook postrouting priority 100; policy accept;",
+    ...indent(all.flatMap(masqueradeRules)),
+    "  }",
+    "}",
+  );
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * Switchyard's iptables chain (an `iptables-restore --noflush` script). Docker's FORWARD
+ * policy is DROP and an nftables accept cannot override another table's drop, so traffic of
+ * Switchyard's bridges is accepted here, in front of Docker's chains; the filtering itself
+ * (isolation, ICC, internal) happens in Switchyard's nftables table, where a drop is final.
+ */
+export function renderIptables(state: Readonly<StateDocument>): string {
+  const all = networks(state);
+  const lines = ["*filter", `:${IPTABLES_CHAIN} - [0:0]`, `-F ${IPTABLES_CHAIN}`];
+  for (const network of all) lines.push(`-A ${IPTABLES_CHAIN} -o ${network.bridge} -j ACCEPT`);
+  // Traffic into Docker's own bridges stays Docker's decision (it only lets replies and
+  // published ports in), as between two built-in bridge networks.
+  lines.push(`-A ${IPTABLES_CHAIN} -o docker0 -j RETURN`, `-A ${IPTABLES_CHAIN} -o br-+ -j RETURN`);
+  for (const network of all) lines.push(`-A ${IPTABLES_CHAIN} -i ${network.bridge} -j ACCEPT`);
+  lines.push("COMMIT");
+  return `${lines.join("\n")}\n`;
+}

@@ -1,0 +1,62 @@
+import type { IpamSnapshot } from "../ipam/ipam.ts";
+
+/** One IP family's addressing of a network, as Docker's IPAM handed it over. */
+export interface NetworkAddressing {
+  pool: string;
+  /** Gateway with prefix length, e.g. "10.15.20.1/24"; absent when Docker gave none. */
+  gateway?: string;
+}
+
+/** A network as the driver knows it. */
+export interface NetworkRecord {
+  id: string;
+  bridge: string;
+  /** True when Switchyard created the bridge (and so may address and delete it). */
+  bridgeOwned: boolean;
+  ipv4: NetworkAddressing[];
+  ipv6: NetworkAddressing[];
+  mtu?: number;
+  internal: boolean;
+  enableIpv6: boolean;
+  icc: boolean;
+  masquerade: boolean;
+  hostBindingIpv4?: string;
+  /** The `-o` options exactly as given, kept for the status view and reconciliation. */
+  options: Record<string, string>;
+}
+
+/** One published port as Docker describes it in the port map. */
+export interface PortBinding {
+  proto: "tcp" | "udp" | "sctp";
+  containerPort: number;
+  hostIp: string;
+  hostPort: number;
+  hostPortEnd: number;
+}
+
+/** An endpoint (one container interface) as the driver knows it. */
+export interface EndpointRecord {
+  id: string;
+  networkId: string;
+  hostVeth: string;
+  peerVeth: string;
+  mac: string;
+  /** With prefix length, e.g. "10.15.20.130/24". */
+  address?: string;
+  addressV6?: string;
+  joined: boolean;
+  ports: PortBinding[];
+}
+
+/** Everything Switchyard knows; persisted as one document. */
+export interface StateDocument {
+  version: 1;
+  ipam: IpamSnapshot;
+  networks: Record<string, NetworkRecord>;
+  endpoints: Record<string, EndpointRecord>;
+}
+
+/** The state of a plugin that has never run. */
+export function emptyState(): StateDocument {
+  return { version: 1, ipam: { version: 1, pools: {} }, networks: {}, endpoints: {} };
+}

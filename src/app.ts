@@ -59,7 +59,13 @@ export function buildApp(deps: AppDeps): FastifyInstance {
     try {
       done(null, JSON.parse(text));
     } catch (error) {
-      done(new SwitchyardError("BadRequest", `request body is not valid JSON: ${(error as Error).message}`), undefined);
+      done(
+        new SwitchyardError(
+          "BadRequest",
+          `request body is not valid JSON: ${(error as Error).message}`,
+        ),
+        undefined,
+      );
     }
   });
   // Requests with no body at all (no Content-Length) skip the parser; treat them as `{}`.

@@ -30,14 +30,20 @@ async function main(): Promise<void> {
   // Only dockerd (root) talks to the plugin.
   await chmod(settings.socketPath, 0o660);
   logger.info(
-    { socket: settings.socketPath, stateDir: settings.stateDir, networks: Object.keys(state.document.networks).length },
+    {
+      socket: settings.socketPath,
+      stateDir: settings.stateDir,
+      networks: Object.keys(state.document.networks).length,
+    },
     "listening",
   );
 
   // After a restart the packet filter may be empty (host reboot, flushed rules): rebuild it.
   state
     .change(async (document) => firewall.apply(document))
-    .catch((error: unknown) => logger.error({ err: error }, "cannot restore firewall rules at start-up"));
+    .catch((error: unknown) =>
+      logger.error({ err: error }, "cannot restore firewall rules at start-up"),
+    );
 
   const stop = (signal: string): void => {
     logger.info({ signal }, "stopping");

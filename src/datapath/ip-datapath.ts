@@ -59,7 +59,9 @@ export class IpDatapath implements Datapath {
   async ensureBridge(spec: BridgeSpec): Promise<void> {
     const existing = await this.link(spec.name);
     if (existing !== undefined && existing.kind !== "bridge") {
-      throw internal(`cannot create bridge "${spec.name}": an interface of kind ${existing.kind ?? "device"} has that name`);
+      throw internal(
+        `cannot create bridge "${spec.name}": an interface of kind ${existing.kind ?? "device"} has that name`,
+      );
     }
     const commands: string[] = [];
     if (existing === undefined) {

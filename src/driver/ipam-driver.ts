@@ -1,5 +1,5 @@
-import { Ipam } from "../ipam/ipam.ts";
 import { badRequest } from "../errors.ts";
+import { Ipam } from "../ipam/ipam.ts";
 import { OptionKeys } from "../protocol/wire.ts";
 import type { StateManager } from "../state/state-manager.ts";
 
@@ -45,7 +45,8 @@ export class IpamDriver {
     address?: string;
     options?: Record<string, string> | null;
   }): Promise<string> {
-    const gateway = input.options?.[OptionKeys.requestAddressType] === OptionKeys.gatewayAddressType;
+    const gateway =
+      input.options?.[OptionKeys.requestAddressType] === OptionKeys.gatewayAddressType;
     return this.#state.change((_state, ipam) =>
       ipam.requestAddress(input.poolId, { address: input.address || undefined, gateway }),
     );

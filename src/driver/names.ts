@@ -39,8 +39,9 @@ export function vethNamesFor(endpointId: string): { hostVeth: string; peerVeth: 
  */
 export function macFor(endpointId: string, ipv4?: string): string {
   let bytes: number[];
-  if (ipv4 !== undefined) {
-    bytes = [0x02, 0x42, ...ipv4.split("/")[0]!.split(".").map((part) => Number(part))];
+  const octets = ipv4?.split("/")[0]?.split(".").map(Number);
+  if (octets !== undefined && octets.length === 4) {
+    bytes = [0x02, 0x42, ...octets];
   } else {
     const digest = createHash("sha256").update(endpointId).digest();
     bytes = [0x02, 0x42, ...digest.subarray(0, 4)];
@@ -53,10 +54,12 @@ const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
 /** Normalises and checks a MAC address given by Docker. */
 export function validateMac(mac: string): string {
   const lower = mac.toLowerCase();
-  if (!MAC.test(lower)) throw badRequest(`MAC address "${mac}" is not of the form 02:42:ac:11:00:02`);
-  // biome-ignore lint/style/noNonNullAssertion: the regex guarantees a first octet
+  if (!MAC.test(lower))
+    throw badRequest(`MAC address "${mac}" is not of the form 02:42:ac:11:00:02`);
   if ((Number.parseInt(lower.slice(0, 2), 16) & 1) === 1) {
-    throw badRequest(`MAC address "${mac}" is a multicast address; a container needs a unicast one`);
+    throw badRequest(
+      `MAC address "${mac}" is a multicast address; a container needs a unicast one`,
+    );
   }
   return lower;
 }

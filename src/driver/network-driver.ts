@@ -2,7 +2,12 @@ import type { Logger } from "pino";
 import type { Datapath } from "../datapath/datapath.ts";
 import { badRequest, conflict, notFound } from "../errors.ts";
 import type { Firewall } from "../firewall/firewall.ts";
-import type { EndpointRecord, NetworkAddressing, NetworkRecord, StateDocument } from "../state/model.ts";
+import type {
+  EndpointRecord,
+  NetworkAddressing,
+  NetworkRecord,
+  StateDocument,
+} from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 import { bridgeNameFor, macFor, validateMac, vethNamesFor } from "./names.ts";
 import { parseNetworkOptions } from "./options.ts";
@@ -58,7 +63,12 @@ export class NetworkDriver {
   readonly #firewall: Firewall;
   readonly #logger: Logger;
 
-  constructor(deps: { state: StateManager; datapath: Datapath; firewall: Firewall; logger: Logger }) {
+  constructor(deps: {
+    state: StateManager;
+    datapath: Datapath;
+    firewall: Firewall;
+    logger: Logger;
+  }) {
     this.#state = deps.state;
     this.#datapath = deps.datapath;
     this.#firewall = deps.firewall;
@@ -139,7 +149,8 @@ export class NetworkDriver {
   }
 
   createEndpoint(input: CreateEndpointInput): Promise<{ mac?: string }> {
-    const givenMac = input.mac === undefined || input.mac === "" ? undefined : validateMac(input.mac);
+    const givenMac =
+      input.mac === undefined || input.mac === "" ? undefined : validateMac(input.mac);
     const ports = parsePortBindings(input.options);
     return this.#state.change(async (state) => {
       const network = this.#network(state, input.networkId);
@@ -148,7 +159,9 @@ export class NetworkDriver {
         throw conflict(`endpoint ${input.endpointId.slice(0, 12)} already exists`);
       }
       if (input.address === undefined && input.addressV6 === undefined) {
-        throw badRequest(`endpoint ${input.endpointId.slice(0, 12)} has no address; Docker's IPAM gave none`);
+        throw badRequest(
+          `endpoint ${input.endpointId.slice(0, 12)} has no address; Docker's IPAM gave none`,
+        );
       }
       const mac = givenMac ?? macFor(input.endpointId, input.address);
       const { hostVeth, peerVeth } = vethNamesFor(input.endpointId);
@@ -165,7 +178,12 @@ export class NetworkDriver {
       if (input.addressV6 !== undefined) record.addressV6 = input.addressV6;
       const undo = new UndoList(this.#logger);
       try {
-        await this.#datapath.ensureVeth({ hostName: hostVeth, peerName: peerVeth, peerMac: mac, mtu: network.mtu });
+        await this.#datapath.ensureVeth({
+          hostName: hostVeth,
+          peerName: peerVeth,
+          peerMac: mac,
+          mtu: network.mtu,
+        });
         undo.push("delete veth", () => this.#datapath.deleteLink(hostVeth));
         state.endpoints[record.id] = record;
         await this.#firewall.apply(state);
@@ -192,7 +210,9 @@ export class NetworkDriver {
     const state = this.#state.document;
     const endpoint = state.endpoints[endpointId];
     if (endpoint === undefined || endpoint.networkId !== networkId) {
-      throw notFound(`endpoint ${endpointId.slice(0, 12)} is not known to Switchyard on network ${networkId.slice(0, 12)}`);
+      throw notFound(
+        `endpoint ${endpointId.slice(0, 12)} is not known to Switchyard on network ${networkId.slice(0, 12)}`,
+      );
     }
     const network = state.networks[networkId];
     return {
@@ -222,7 +242,8 @@ export class NetworkDriver {
         const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
         if (gateway !== undefined && endpoint.address !== undefined) result.gateway = bare(gateway);
         const gatewayV6 = network.ipv6.find((item) => item.gateway !== undefined)?.gateway;
-        if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined) result.gatewayV6 = bare(gatewayV6);
+        if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined)
+          result.gatewayV6 = bare(gatewayV6);
       }
       // Without a gateway Docker would add the container to docker_gwbridge too.
       result.disableGatewayService = result.gateway === undefined && result.gatewayV6 === undefined;
@@ -297,7 +318,9 @@ export class NetworkDriver {
   #endpoint(state: StateDocument, networkId: string, endpointId: string): EndpointRecord {
     const endpoint = state.endpoints[endpointId];
     if (endpoint === undefined || endpoint.networkId !== networkId) {
-      throw notFound(`endpoint ${endpointId.slice(0, 12)} is not known to Switchyard on network ${networkId.slice(0, 12)}`);
+      throw notFound(
+        `endpoint ${endpointId.slice(0, 12)} is not known to Switchyard on network ${networkId.slice(0, 12)}`,
+      );
     }
     return endpoint;
   }

@@ -37,7 +37,9 @@ function parseBoolean(key: string, value: string): boolean {
 function parseMtu(value: string): number {
   const mtu = /^[0-9]{1,5}$/.test(value) ? Number(value) : Number.NaN;
   if (!(mtu >= 68 && mtu <= 65535)) {
-    throw badRequest(`option com.docker.network.driver.mtu="${value}" must be a whole number from 68 to 65535`);
+    throw badRequest(
+      `option com.docker.network.driver.mtu="${value}" must be a whole number from 68 to 65535`,
+    );
   }
   return mtu;
 }

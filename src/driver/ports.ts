@@ -14,7 +14,9 @@ function port(value: unknown, what: string, allowZero: boolean): number {
 }
 
 /** Decodes `com.docker.network.portmap` (what `-p` asks for) into port bindings. */
-export function parsePortBindings(options: Record<string, unknown> | null | undefined): PortBinding[] {
+export function parsePortBindings(
+  options: Record<string, unknown> | null | undefined,
+): PortBinding[] {
   const raw = options?.[OptionKeys.portMap];
   if (raw === undefined || raw === null) return [];
   if (!Array.isArray(raw)) throw badRequest(`option ${OptionKeys.portMap} must be a list`);
@@ -25,12 +27,16 @@ export function parsePortBindings(options: Record<string, unknown> | null | unde
     const entry = item as Record<string, unknown>;
     const proto = PROTOCOLS[entry.Proto as number];
     if (proto === undefined) {
-      throw badRequest(`port map item ${index} has protocol ${String(entry.Proto)}; expected 6 (tcp), 17 (udp) or 132 (sctp)`);
+      throw badRequest(
+        `port map item ${index} has protocol ${String(entry.Proto)}; expected 6 (tcp), 17 (udp) or 132 (sctp)`,
+      );
     }
     const hostIp = entry.HostIP === undefined || entry.HostIP === null ? "" : String(entry.HostIP);
     const hostPort = port(entry.HostPort, `port map item ${index} HostPort`, true);
-    const hostPortEnd = port(entry.HostPortEnd, `port map item ${index} HostPortEnd`, true) || hostPort;
-    if (hostPortEnd < hostPort) throw badRequest(`port map item ${index} has HostPortEnd below HostPort`);
+    const hostPortEnd =
+      port(entry.HostPortEnd, `port map item ${index} HostPortEnd`, true) || hostPort;
+    if (hostPortEnd < hostPort)
+      throw badRequest(`port map item ${index} has HostPortEnd below HostPort`);
     return {
       proto,
       containerPort: port(entry.Port, `port map item ${index} Port`, false),

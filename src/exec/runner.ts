@@ -73,7 +73,12 @@ export function createRecordingRunner(
   const calls: { argv: readonly string[]; input?: string }[] = [];
   const runner = async (argv: readonly string[], options: RunOptions = {}) => {
     calls.push({ argv, input: options.input });
-    const result: CommandResult = { stdout: "", stderr: "", exitCode: 0, ...answer(argv, options.input) };
+    const result: CommandResult = {
+      stdout: "",
+      stderr: "",
+      exitCode: 0,
+      ...answer(argv, options.input),
+    };
     if (result.exitCode !== 0 && !options.allowFailure) throw new CommandError(argv, result);
     return result;
   };

@@ -56,10 +56,19 @@ export class HostFirewall implements Firewall {
   }
 
   async clear(): Promise<void> {
-    await this.#run(["nft", "-f", "-"], { input: renderNftables({ version: 1, ipam: { version: 1, pools: {} }, networks: {}, endpoints: {} }) });
+    await this.#run(["nft", "-f", "-"], {
+      input: renderNftables({
+        version: 1,
+        ipam: { version: 1, pools: {} },
+        networks: {},
+        endpoints: {},
+      }),
+    });
     this.#lastNft = undefined;
     const iptables = await this.#iptables();
-    await this.#run([iptables, "-w", "-D", DOCKER_USER, "-j", IPTABLES_CHAIN], { allowFailure: true });
+    await this.#run([iptables, "-w", "-D", DOCKER_USER, "-j", IPTABLES_CHAIN], {
+      allowFailure: true,
+    });
     await this.#run([iptables, "-w", "-F", IPTABLES_CHAIN], { allowFailure: true });
     await this.#run([iptables, "-w", "-X", IPTABLES_CHAIN], { allowFailure: true });
     this.#lastIptables = undefined;
@@ -77,14 +86,19 @@ export class HostFirewall implements Firewall {
     const iptables = await this.#iptables();
     // DOCKER-USER exists once Docker's bridge driver started; make it ourselves if not yet
     // (Docker keeps an existing chain and only moves its FORWARD jump to the top).
-    const hasUserChain = await this.#run([iptables, "-w", "-n", "-L", DOCKER_USER], { allowFailure: true });
+    const hasUserChain = await this.#run([iptables, "-w", "-n", "-L", DOCKER_USER], {
+      allowFailure: true,
+    });
     if (hasUserChain.exitCode !== 0) {
       await this.#run([iptables, "-w", "-N", DOCKER_USER], { allowFailure: true });
       await this.#run([iptables, "-w", "-I", "FORWARD", "-j", DOCKER_USER]);
     }
     await this.#run([`${iptables}-restore`, "-w", "--noflush"], { input: script });
-    const jump = await this.#run([iptables, "-w", "-C", DOCKER_USER, "-j", IPTABLES_CHAIN], { allowFailure: true });
-    if (jump.exitCode !== 0) await this.#run([iptables, "-w", "-I", DOCKER_USER, "-j", IPTABLES_CHAIN]);
+    const jump = await this.#run([iptables, "-w", "-C", DOCKER_USER, "-j", IPTABLES_CHAIN], {
+      allowFailure: true,
+    });
+    if (jump.exitCode !== 0)
+      await this.#run([iptables, "-w", "-I", DOCKER_USER, "-j", IPTABLES_CHAIN]);
   }
 }
 

@@ -7,7 +7,6 @@ export const IPTABLES_CHAIN = "SWITCHYARD";
 
 const quote = (name: string): string => `"${name}"`;
 const bare = (address: string): string => address.split("/")[0] ?? address;
-const family = (cidr: string): "ip" | "ip6" => (cidr.includes(":") ? "ip6" : "ip");
 
 function networks(state: Readonly<StateDocument>): NetworkRecord[] {
   return Object.values(state.networks).sort((a, b) => a.bridge.localeCompare(b.bridge));
@@ -43,7 +42,8 @@ function publishRules(network: NetworkRecord, endpoint: EndpointRecord): string[
     .flatMap((binding) => {
       const hostIp = binding.hostIp || network.hostBindingIpv4 || "";
       if (hostIp.includes(":")) return [];
-      const match = hostIp === "" || hostIp === "0.0.0.0" ? "fib daddr type local" : `ip daddr ${hostIp}`;
+      const match =
+        hostIp === "" || hostIp === "0.0.0.0" ? "fib daddr type local" : `ip daddr ${hostIp}`;
       const ports =
         binding.hostPortEnd > binding.hostPort
           ? `${binding.hostPort}-${binding.hostPortEnd}`

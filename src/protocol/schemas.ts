@@ -47,7 +47,11 @@ export const createEndpointBody = body(
     EndpointID: id,
     Interface: {
       type: ["object", "null"],
-      properties: { Address: optionalString, AddressIPv6: optionalString, MacAddress: optionalString },
+      properties: {
+        Address: optionalString,
+        AddressIPv6: optionalString,
+        MacAddress: optionalString,
+      },
     },
     Options: anyOptions,
   },
@@ -57,7 +61,12 @@ export const createEndpointBody = body(
 export const endpointBody = body({ NetworkID: id, EndpointID: id }, ["NetworkID", "EndpointID"]);
 
 export const joinBody = body(
-  { NetworkID: id, EndpointID: id, SandboxKey: { type: "string", maxLength: 4096 }, Options: anyOptions },
+  {
+    NetworkID: id,
+    EndpointID: id,
+    SandboxKey: { type: "string", maxLength: 4096 },
+    Options: anyOptions,
+  },
   ["NetworkID", "EndpointID"],
 );
 
@@ -81,11 +90,18 @@ export const releasePoolBody = body({ PoolID: { type: "string", minLength: 1, ma
 ]);
 
 export const requestAddressBody = body(
-  { PoolID: { type: "string", minLength: 1, maxLength: 256 }, Address: optionalString, Options: stringMap },
+  {
+    PoolID: { type: "string", minLength: 1, maxLength: 256 },
+    Address: optionalString,
+    Options: stringMap,
+  },
   ["PoolID"],
 );
 
 export const releaseAddressBody = body(
-  { PoolID: { type: "string", minLength: 1, maxLength: 256 }, Address: { type: "string", minLength: 1, maxLength: 256 } },
+  {
+    PoolID: { type: "string", minLength: 1, maxLength: 256 },
+    Address: { type: "string", minLength: 1, maxLength: 256 },
+  },
   ["PoolID", "Address"],
 );

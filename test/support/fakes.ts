@@ -1,0 +1,120 @@
+import { pino } from "pino";
+import { buildApp } from "../../src/app.ts";
+import type { BridgeSpec, Datapath, LinkInfo, VethSpec } from "../../src/datapath/datapath.ts";
+import { IpamDriver } from "../../src/driver/ipam-driver.ts";
+import { NetworkDriver } from "../../src/driver/network-driver.ts";
+import { NoFirewall } from "../../src/firewall/firewall.ts";
+import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
+import { StateManager } from "../../src/state/state-manager.ts";
+import { MemoryStore } from "../../src/state/store.ts";
+
+/** An in-memory host: links by name, so driver logic can be tested without root. */
+export class FakeDatapath implements Datapath {
+  readonly hostLinks = new Map<string, LinkInfo & { addresses: string[]; peer?: string }>();
+
+  addLink(name: string, kind: string | undefined): void {
+    this.hostLinks.set(name, {
+      name,
+      kind,
+      up: true,
+      master: undefined,
+      mtu: 1500,
+      mac: undefined,
+      addresses: [],
+    });
+  }
+
+  async link(name: string): Promise<LinkInfo | undefined> {
+    return this.hostLinks.get(name);
+  }
+
+  async links(): Promise<LinkInfo[]> {
+    return [...this.hostLinks.values()];
+  }
+
+  async ensureBridge(spec: BridgeSpec): Promise<void> {
+    const existing = this.hostLinks.get(spec.name);
+    const addresses = new Set([...(existing?.addresses ?? []), ...spec.addresses]);
+    this.hostLinks.set(spec.name, {
+      name: spec.name,
+      kind: "bridge",
+      up: true,
+      master: undefined,
+      mtu: spec.mtu ?? 1500,
+      mac: spec.mac,
+      addresses: [...addresses],
+    });
+  }
+
+  async deleteBridge(name: string): Promise<void> {
+    this.hostLinks.delete(name);
+  }
+
+  async ensureVeth(spec: VethSpec): Promise<void> {
+    const base = {
+      kind: "veth",
+      up: false,
+      master: undefined,
+      mtu: spec.mtu ?? 1500,
+      addresses: [],
+    };
+    this.hostLinks.set(spec.hostName, {
+      ...base,
+      name: spec.hostName,
+      mac: undefined,
+      peer: spec.peerName,
+    });
+    this.hostLinks.set(spec.peerName, {
+      ...base,
+      name: spec.peerName,
+      mac: spec.peerMac,
+      peer: spec.hostName,
+    });
+  }
+
+  async attach(hostName: string, bridge: string): Promise<void> {
+    const link = this.hostLinks.get(hostName);
+    if (link === undefined || this.hostLinks.get(bridge)?.kind !== "bridge") {
+      throw new Error(`Cannot find device "${link === undefined ? hostName : bridge}"`);
+    }
+    link.master = bridge;
+    link.up = true;
+  }
+
+  async detach(hostName: string): Promise<void> {
+    const link = this.hostLinks.get(hostName);
+    if (link !== undefined) link.master = undefined;
+  }
+
+  async deleteLink(name: string): Promise<void> {
+    const link = this.hostLinks.get(name);
+    this.hostLinks.delete(name);
+    if (link?.peer !== undefined) this.hostLinks.delete(link.peer);
+  }
+}
+
+/** A complete app on fakes, plus handles to look inside. */
+export async function buildTestApp(store = new MemoryStore()) {
+  const logger = pino({ level: "silent" });
+  const state = await StateManager.open(store, defaultIpamSettings());
+  const datapath = new FakeDatapath();
+  const firewall = new NoFirewall();
+  const network = new NetworkDriver({ state, datapath, firewall, logger });
+  const app = buildApp({ network, ipam: new IpamDriver(state), logger, bodyLimit: 64 * 1024 });
+  /** POSTs like dockerd: no Content-Type unless given, raw body text. */
+  const call = async (path: string, body?: unknown, contentType?: string) => {
+    const response = await app.inject({
+      method: "POST",
+      url: path,
+      headers: {
+        accept: "application/vnd.docker.plugins.v1.2+json",
+        ...(contentType === undefined ? {} : { "content-type": contentType }),
+      },
+      ...(body === undefined
+        ? {}
+        : { payload: typeof body === "string" ? body : JSON.stringify(body) }),
+    });
+    return { status: response.statusCode, body: response.json() as Record<string, unknown> };
+  };
+  return { app, call, state, datapath, firewall, store };
+}

@@ -60,7 +60,7 @@ remove:
 	-$(DOCKER) plugin disable -f $(PLUGIN)
 	$(DOCKER) plugin rm -f $(PLUGIN)
 
-test: check unit netns enable e2e
+test: check unit docker netns enable e2e
 
 clean:
 	rm -rf dist plugin/rootfs plugin/config.json

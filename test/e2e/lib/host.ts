@@ -135,6 +135,26 @@ export async function addNonBridgeLink(name: string): Promise<void> {
 export interface HostSnapshot {
   links: string[];
   routes: string[];
+  /** Lines of Switchyard's nftables table and iptables chain. */
+  rules: string[];
+}
+
+/** Switchyard's firewall rules as text lines; none when its table and chain do not exist. */
+async function switchyardRules(): Promise<string[]> {
+  const lines: string[] = [];
+  for (const argv of [
+    ["nft", "list", "table", "inet", "switchyard"],
+    ["iptables-nft", "-S", "SWITCHYARD"],
+  ]) {
+    try {
+      lines.push(...(await host(argv)).split("\n"));
+    } catch {
+      // absent table/chain: nothing of Switchyard's is there
+    }
+  }
+  return lines
+    .map((line) => line.trim())
+    .filter((line) => /[io]ifname|saddr|dnat|-[io] /.test(line));
 }
 
 /**
@@ -163,7 +183,7 @@ export async function snapshotHost(): Promise<HostSnapshot> {
     .map(normalizeRoute)
     .filter((route) => route !== "" && !isPerLinkRoute(route))
     .sort();
-  return { links, routes };
+  return { links, routes, rules: await switchyardRules() };
 }
 
 /** What appeared and what vanished between two snapshots. */
@@ -172,6 +192,7 @@ export interface SnapshotDiff {
   removedLinks: string[];
   addedRoutes: string[];
   removedRoutes: string[];
+  addedRules: string[];
 }
 
 /** Compares two snapshots; every list is empty when nothing changed. */
@@ -182,12 +203,19 @@ export function diffSnapshots(before: HostSnapshot, after: HostSnapshot): Snapsh
     removedLinks: minus(before.links, after.links),
     addedRoutes: minus(after.routes, before.routes),
     removedRoutes: minus(before.routes, after.routes),
+    addedRules: minus(after.rules, before.rules),
   };
 }
 
 /** Only additions count as leftovers: links others remove meanwhile are not this test's doing. */
-function leftovers(diff: SnapshotDiff): Pick<SnapshotDiff, "addedLinks" | "addedRoutes"> {
-  return { addedLinks: diff.addedLinks, addedRoutes: diff.addedRoutes };
+function leftovers(
+  diff: SnapshotDiff,
+): Pick<SnapshotDiff, "addedLinks" | "addedRoutes" | "addedRules"> {
+  return {
+    addedLinks: diff.addedLinks,
+    addedRoutes: diff.addedRoutes,
+    addedRules: diff.addedRules,
+  };
 }
 
 /**
@@ -199,13 +227,15 @@ function leftovers(diff: SnapshotDiff): Pick<SnapshotDiff, "addedLinks" | "added
 export async function assertNothingLeft(before: HostSnapshot, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let left = leftovers(diffSnapshots(before, await snapshotHost()));
-  while (left.addedLinks.length + left.addedRoutes.length > 0 && Date.now() < deadline) {
+  const count = (l: typeof left) =>
+    l.addedLinks.length + l.addedRoutes.length + l.addedRules.length;
+  while (count(left) > 0 && Date.now() < deadline) {
     await sleep(200);
     left = leftovers(diffSnapshots(before, await snapshotHost()));
   }
   assert.deepEqual(
     left,
-    { addedLinks: [], addedRoutes: [] },
-    `links/routes left on the host: ${JSON.stringify(left, null, 2)}`,
+    { addedLinks: [], addedRoutes: [], addedRules: [] },
+    `links/routes/firewall rules left on the host: ${JSON.stringify(left, null, 2)}`,
   );
 }

@@ -1,0 +1,553 @@
+import {
+  badRequest,
+  conflict,
+  exhausted,
+  internal,
+  notFound,
+  type SwitchyardError,
+} from "../errors.ts";
+import { SparseBitmap } from "./bitmap.ts";
+import { checkDefaultPool, type IpamSettings, type ParsedDefaultPool } from "./defaults.ts";
+import {
+  familyName,
+  formatAddress,
+  formatPrefix,
+  type IpAddress,
+  type IpPrefix,
+  isNetworkPrefix,
+  lastAddress,
+  networkOf,
+  parseAddressOrPrefix,
+  parsePrefix,
+  prefixContains,
+  prefixContainsAddress,
+  prefixSize,
+} from "./prefix.ts";
+
+export type { DefaultPool, IpamSettings } from "./defaults.ts";
+export { defaultIpamSettings, parseDefaultPools } from "./defaults.ts";
+
+/** A RequestPool call in internal form: `pool` is `--subnet`, `subPool` is `--ip-range`. */
+export interface PoolRequest {
+  addressSpace: string;
+  pool?: string;
+  subPool?: string;
+  v6: boolean;
+  options?: Record<string, string>;
+}
+
+/** A RequestAddress call: `address` bare ("10.0.0.5") or with a length ("10.0.0.5/24"). */
+export interface AddressRequest {
+  address?: string;
+  gateway?: boolean;
+}
+
+/** One pool in a snapshot; addresses are stored as bits at their offset from the network. */
+export interface PoolSnapshot {
+  addressSpace: string;
+  pool: string;
+  subPool?: string;
+  v6: boolean;
+  /** The last address handed out automatically; the next search starts after it. */
+  lastAllocated?: string;
+  /** Allocated offsets as {@link SparseBitmap.encode} writes them (4,096-bit chunks, base64). */
+  allocated: Record<string, string>;
+}
+
+/** Everything the allocator knows, as plain JSON. */
+export interface IpamSnapshot {
+  version: 1;
+  pools: Record<string, PoolSnapshot>;
+}
+
+/** A read-only view of one pool. */
+export interface PoolInfo {
+  poolId: string;
+  addressSpace: string;
+  pool: string;
+  subPool?: string;
+  v6: boolean;
+  allocatedCount: number;
+}
+
+interface PoolState {
+  readonly poolId: string;
+  readonly addressSpace: string;
+  /** Canonical (host bits zero). */
+  readonly prefix: IpPrefix;
+  readonly subPrefix: IpPrefix | undefined;
+  readonly first: bigint;
+  readonly last: bigint;
+  /**
+   * Offsets (from the network address) that may ever be allocated: never the network
+   * address (IPv6: the subnet-router anycast address), never the IPv4 broadcast of a <= /30.
+   * Empty (first > last) for an IPv4 /32 or an IPv6 /128.
+   */
+  readonly hostFirst: bigint;
+  readonly hostLast: bigint;
+  /** Offsets that automatic allocation searches: the sub-pool (or pool) within the hosts. */
+  readonly rangeFirst: bigint;
+  readonly rangeLast: bigint;
+  readonly allocations: SparseBitmap;
+  /** Offset of the last address handed out automatically. */
+  cursor: bigint | undefined;
+}
+
+/** A position in the default pools' candidate sequence: subnet `subnet` of default `pool`. */
+interface CandidatePosition {
+  pool: number;
+  subnet: bigint;
+}
+
+/** The pools of one address space and family, sorted by first address (they never overlap). */
+class PoolIndex {
+  readonly #pools: PoolState[] = [];
+  /**
+   * Every default-pool candidate before this position is known to be taken, so repeated
+   * automatic requests do not re-walk the pools they handed out (1,000 pools stay linear).
+   * Adding pools keeps this true; releasing one moves it back to the first candidate that
+   * overlaps the released pool (candidates before that one are held by other pools still).
+   */
+  searchFrom: CandidatePosition = { pool: 0, subnet: 0n };
+
+  insert(pool: PoolState): void {
+    this.#pools.splice(this.#lastStartingAtOrBefore(pool.first) + 1, 0, pool);
+  }
+
+  remove(pool: PoolState): void {
+    const at = this.#lastStartingAtOrBefore(pool.first);
+    if (this.#pools[at] === pool) this.#pools.splice(at, 1);
+  }
+
+  /** A pool sharing an address with `[first, last]`: the one that ends last, if several. */
+  findOverlap(first: bigint, last: bigint): PoolState | undefined {
+    const candidate = this.#pools[this.#lastStartingAtOrBefore(last)];
+    return candidate !== undefined && candidate.last >= first ? candidate : undefined;
+  }
+
+  #lastStartingAtOrBefore(address: bigint): number {
+    let low = 0;
+    let high = this.#pools.length;
+    while (low < high) {
+      const mid = (low + high) >>> 1;
+      if ((this.#pools[mid]?.first ?? 0n) <= address) low = mid + 1;
+      else high = mid;
+    }
+    return low - 1;
+  }
+}
+
+const ADDRESS_SPACES: readonly string[] = ["LocalDefault", "GlobalDefault"];
+
+/**
+ * Switchyard's address allocator: pools per address space, addresses per pool in a sparse
+ * bitmap. Pure (no I/O, clock or randomness); every method either succeeds or throws a
+ * SwitchyardError and changes nothing.
+ */
+export class Ipam {
+  static readonly localAddressSpace = "LocalDefault";
+  static readonly globalAddressSpace = "GlobalDefault";
+
+  readonly #defaultsV4: readonly ParsedDefaultPool[];
+  readonly #defaultsV6: readonly ParsedDefaultPool[];
+  readonly #pools = new Map<string, PoolState>();
+  readonly #indexes = new Map<string, PoolIndex>();
+
+  /** Throws badRequest on bad default pools, internal on a snapshot that cannot be restored. */
+  constructor(settings: IpamSettings, snapshot?: IpamSnapshot) {
+    this.#defaultsV4 = settings.defaultPoolsV4.map((pool) => checkDefaultPool(pool, false));
+    this.#defaultsV6 = settings.defaultPoolsV6.map((pool) => checkDefaultPool(pool, true));
+    if (snapshot !== undefined) this.#restore(snapshot);
+  }
+
+  /** Reserves an explicit pool, or the first free default subnet when `pool` is empty. */
+  requestPool(req: PoolRequest): { poolId: string; pool: string } {
+    const addressSpace = checkAddressSpace(req.addressSpace);
+    const index = this.#index(addressSpace, req.v6);
+    const poolText = req.pool === "" ? undefined : req.pool;
+    const subPoolText = req.subPool === "" ? undefined : req.subPool;
+    let prefix: IpPrefix;
+    let subPrefix: IpPrefix | undefined;
+    let searchFrom: CandidatePosition | undefined;
+    if (poolText === undefined) {
+      if (subPoolText !== undefined) {
+        throw badRequest(
+          `cannot use IP range ${subPoolText} without a subnet: give the subnet too`,
+        );
+      }
+      ({ prefix, position: searchFrom } = this.#findFreeDefault(addressSpace, req.v6, index));
+    } else {
+      prefix = parseNetwork(poolText, req.v6, "pool");
+      if (subPoolText !== undefined) {
+        subPrefix = parseNetwork(subPoolText, req.v6, "IP range");
+        if (!prefixContains(prefix, subPrefix)) {
+          throw badRequest(`IP range ${subPoolText} is not inside pool ${formatPrefix(prefix)}`);
+        }
+      }
+      const clash = index.findOverlap(prefix.address, lastAddress(prefix));
+      if (clash !== undefined) {
+        throw conflict(
+          `pool ${formatPrefix(prefix)} overlaps ${formatPrefix(clash.prefix)} already in use`,
+        );
+      }
+    }
+    const state = newPoolState(
+      addressSpace,
+      prefix,
+      subPrefix,
+      new SparseBitmap(prefixSize(prefix)),
+    );
+    this.#pools.set(state.poolId, state);
+    index.insert(state);
+    if (searchFrom !== undefined) index.searchFrom = searchFrom;
+    return { poolId: state.poolId, pool: formatPrefix(prefix) };
+  }
+
+  /** Forgets a pool and every address allocated in it. */
+  releasePool(poolId: string): void {
+    const pool = this.#getPool(poolId);
+    this.#pools.delete(poolId);
+    const index = this.#index(pool.addressSpace, pool.prefix.v6);
+    index.remove(pool);
+    const freed = this.#firstCandidateOverlapping(pool);
+    const from = index.searchFrom;
+    if (
+      freed !== undefined &&
+      (freed.pool < from.pool || (freed.pool === from.pool && freed.subnet < from.subnet))
+    ) {
+      index.searchFrom = freed;
+    }
+  }
+
+  /**
+   * Allocates an address and returns it with the pool's length ("10.15.20.5/24").
+   * An explicit address may lie anywhere in the pool (outside the IP range too, as Docker
+   * allows for --ip, --gateway and --aux-address). A gateway without an address gets the
+   * first free host of the whole pool (network+1 unless taken). Otherwise the search runs
+   * onward from the last automatic allocation through the IP range and wraps once, so a
+   * just-released address is not handed out again at once.
+   */
+  requestAddress(poolId: string, req: AddressRequest): string {
+    const pool = this.#getPool(poolId);
+    let offset: bigint;
+    if (req.address !== undefined && req.address !== "") {
+      offset = this.#memberOffset(pool, req.address, "allocate");
+      checkAllocatable(pool, offset);
+      if (pool.allocations.has(offset)) {
+        throw conflict(
+          `address ${formatOffset(pool, offset)} is already in use in pool ${formatPrefix(pool.prefix)}`,
+        );
+      }
+    } else if (req.gateway === true) {
+      if (pool.hostFirst > pool.hostLast) throw noHostsError(pool, false);
+      const found = pool.allocations.findClear(pool.hostFirst, pool.hostLast);
+      if (found === undefined) {
+        throw exhausted(`no free address left in pool ${formatPrefix(pool.prefix)}`);
+      }
+      offset = found;
+    } else {
+      offset = findNextFree(pool);
+      pool.cursor = offset;
+    }
+    pool.allocations.set(offset);
+    return `${formatOffset(pool, offset)}/${pool.prefix.length}`;
+  }
+
+  /** Frees an address; one that is not allocated is fine (Docker retries), one outside is not. */
+  releaseAddress(poolId: string, address: string): void {
+    const pool = this.#getPool(poolId);
+    pool.allocations.clear(this.#memberOffset(pool, address, "release"));
+  }
+
+  /** A deep, JSON-serialisable copy; `new Ipam(settings, snapshot)` restores it exactly. */
+  snapshot(): IpamSnapshot {
+    const pools: Record<string, PoolSnapshot> = {};
+    for (const pool of this.#pools.values()) {
+      const entry: PoolSnapshot = {
+        addressSpace: pool.addressSpace,
+        pool: formatPrefix(pool.prefix),
+        ...(pool.subPrefix === undefined ? {} : { subPool: formatPrefix(pool.subPrefix) }),
+        v6: pool.prefix.v6,
+        ...(pool.cursor === undefined ? {} : { lastAllocated: formatOffset(pool, pool.cursor) }),
+        allocated: pool.allocations.encode(),
+      };
+      pools[pool.poolId] = entry;
+    }
+    return { version: 1, pools };
+  }
+
+  /** The pool with this ID, or undefined. */
+  pool(poolId: string): PoolInfo | undefined {
+    const pool = this.#pools.get(poolId);
+    return pool === undefined ? undefined : poolInfo(pool);
+  }
+
+  /** Every pool, in the order they were requested. */
+  pools(): PoolInfo[] {
+    return [...this.#pools.values()].map(poolInfo);
+  }
+
+  /**
+   * True when the address is allocated in the pool; false for one outside it.
+   * Throws notFound for an unknown pool, badRequest for a malformed address.
+   */
+  isAllocated(poolId: string, address: string): boolean {
+    const pool = this.#getPool(poolId);
+    const parsed = parseAddressOrPrefix(address);
+    if (!prefixContainsAddress(pool.prefix, parsed)) return false;
+    return pool.allocations.has(parsed.value - pool.first);
+  }
+
+  #getPool(poolId: string): PoolState {
+    const pool = this.#pools.get(poolId);
+    if (pool === undefined) throw notFound(`no such pool "${poolId}"`);
+    return pool;
+  }
+
+  #index(addressSpace: string, v6: boolean): PoolIndex {
+    const key = `${addressSpace} ${familyName(v6)}`;
+    let index = this.#indexes.get(key);
+    if (index === undefined) {
+      index = new PoolIndex();
+      this.#indexes.set(key, index);
+    }
+    return index;
+  }
+
+  /** The offset of an address that must lie in the pool; throws badRequest otherwise. */
+  #memberOffset(pool: PoolState, text: string, action: string): bigint {
+    const address = parseAddressOrPrefix(text);
+    const poolText = formatPrefix(pool.prefix);
+    if (address.v6 !== pool.prefix.v6) {
+      throw badRequest(
+        `cannot ${action} address ${formatAddress(address)}: it is ${familyName(address.v6)}, but pool ${poolText} is ${familyName(pool.prefix.v6)}`,
+      );
+    }
+    if (!prefixContainsAddress(pool.prefix, address)) {
+      throw badRequest(
+        `cannot ${action} address ${formatAddress(address)}: it is outside pool ${poolText}`,
+      );
+    }
+    return address.value - pool.first;
+  }
+
+  /**
+   * The first default subnet that overlaps no pool of the space, walking the default pools in
+   * order and jumping past each pool in the way (one step per existing pool, not per subnet).
+   */
+  #findFreeDefault(
+    addressSpace: string,
+    v6: boolean,
+    index: PoolIndex,
+  ): { prefix: IpPrefix; position: CandidatePosition } {
+    const defaults = v6 ? this.#defaultsV6 : this.#defaultsV4;
+    let subnet = index.searchFrom.subnet;
+    for (let pool = index.searchFrom.pool; pool < defaults.length; pool++, subnet = 0n) {
+      const base = defaults[pool];
+      if (base === undefined) break;
+      while (subnet < base.count) {
+        const first = base.base.address + subnet * base.step;
+        const clash = index.findOverlap(first, first + base.step - 1n);
+        if (clash === undefined) {
+          return { prefix: { v6, address: first, length: base.size }, position: { pool, subnet } };
+        }
+        subnet = (clash.last - base.base.address) / base.step + 1n;
+      }
+    }
+    const family = familyName(v6);
+    if (defaults.length === 0) {
+      throw exhausted(
+        `cannot allocate an ${family} pool in ${addressSpace}: no ${family} default pools are configured; give a subnet`,
+      );
+    }
+    const listed = defaults.map((d) => `${formatPrefix(d.base)}:${d.size}`).join(", ");
+    throw exhausted(
+      `cannot allocate an ${family} pool in ${addressSpace}: every subnet of the default pools is in use (${listed})`,
+    );
+  }
+
+  /** The earliest default-pool candidate that shares an address with the pool, if any. */
+  #firstCandidateOverlapping(pool: PoolState): CandidatePosition | undefined {
+    const defaults = pool.prefix.v6 ? this.#defaultsV6 : this.#defaultsV4;
+    for (let i = 0; i < defaults.length; i++) {
+      const base = defaults[i];
+      if (base === undefined) break;
+      const baseLast = lastAddress(base.base);
+      if (pool.first > baseLast || pool.last < base.base.address) continue;
+      // The first address both share (Math.max takes no bigint).
+      let from = base.base.address;
+      if (pool.first > from) from = pool.first;
+      return { pool: i, subnet: (from - base.base.address) / base.step };
+    }
+    return undefined;
+  }
+
+  #restore(snapshot: IpamSnapshot): void {
+    if (snapshot === null || typeof snapshot !== "object" || snapshot.version !== 1) {
+      throw internal(
+        `cannot restore IPAM state: unsupported snapshot version ${String(snapshot?.version)}`,
+      );
+    }
+    for (const [poolId, entry] of Object.entries(snapshot.pools ?? {})) {
+      try {
+        const pool = restorePool(entry);
+        if (pool.poolId !== poolId) throw new Error(`its fields give the ID "${pool.poolId}"`);
+        const index = this.#index(pool.addressSpace, pool.prefix.v6);
+        const clash = index.findOverlap(pool.first, pool.last);
+        if (clash !== undefined) throw new Error(`it overlaps pool "${clash.poolId}"`);
+        this.#pools.set(poolId, pool);
+        index.insert(pool);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        throw internal(`cannot restore IPAM state: pool "${poolId}": ${reason}`, error);
+      }
+    }
+  }
+}
+
+function checkAddressSpace(addressSpace: string): string {
+  if (!ADDRESS_SPACES.includes(addressSpace)) {
+    throw badRequest(
+      `unknown address space "${addressSpace}": Switchyard serves only ${ADDRESS_SPACES.join(" and ")}`,
+    );
+  }
+  return addressSpace;
+}
+
+/** Parses a pool or IP range: a network CIDR of the requested family. */
+function parseNetwork(text: string, v6: boolean, what: string): IpPrefix {
+  const prefix = parsePrefix(text);
+  if (prefix.v6 !== v6) {
+    throw badRequest(
+      `${what} ${text} is ${familyName(prefix.v6)}, but the request is for ${familyName(v6)}`,
+    );
+  }
+  if (!isNetworkPrefix(prefix)) {
+    throw badRequest(
+      `"${text}" is not a network address; did you mean ${formatPrefix(networkOf(prefix))}?`,
+    );
+  }
+  return prefix;
+}
+
+function newPoolState(
+  addressSpace: string,
+  prefix: IpPrefix,
+  subPrefix: IpPrefix | undefined,
+  allocations: SparseBitmap,
+): PoolState {
+  const poolText = formatPrefix(prefix);
+  const poolId =
+    subPrefix === undefined
+      ? `${addressSpace}/${poolText}`
+      : `${addressSpace}/${poolText}/${formatPrefix(subPrefix)}`;
+  const size = prefixSize(prefix);
+  const hostFirst = 1n;
+  const hostLast = !prefix.v6 && prefix.length <= 30 ? size - 2n : size - 1n;
+  const range = subPrefix ?? prefix;
+  const rangeStart = range.address - prefix.address;
+  const rangeEnd = rangeStart + prefixSize(range) - 1n;
+  return {
+    poolId,
+    addressSpace,
+    prefix,
+    subPrefix,
+    first: prefix.address,
+    last: prefix.address + size - 1n,
+    hostFirst,
+    hostLast,
+    rangeFirst: rangeStart > hostFirst ? rangeStart : hostFirst,
+    rangeLast: rangeEnd < hostLast ? rangeEnd : hostLast,
+    allocations,
+    cursor: undefined,
+  };
+}
+
+function restorePool(entry: PoolSnapshot): PoolState {
+  const addressSpace = checkAddressSpace(entry.addressSpace);
+  const prefix = parseNetwork(entry.pool, entry.v6 === true, "pool");
+  const subPrefix =
+    entry.subPool === undefined ? undefined : parseNetwork(entry.subPool, prefix.v6, "IP range");
+  if (subPrefix !== undefined && !prefixContains(prefix, subPrefix)) {
+    throw new Error(`IP range ${entry.subPool} is not inside pool ${entry.pool}`);
+  }
+  const allocations = SparseBitmap.decode(prefixSize(prefix), entry.allocated ?? {});
+  const pool = newPoolState(addressSpace, prefix, subPrefix, allocations);
+  const broadcast = prefixSize(prefix) - 1n;
+  for (const reserved of pool.hostLast < broadcast ? [0n, broadcast] : [0n]) {
+    if (allocations.has(reserved)) {
+      throw new Error(`reserved address ${formatOffset(pool, reserved)} is marked allocated`);
+    }
+  }
+  if (entry.lastAllocated !== undefined) {
+    const cursor = parseAddressOrPrefix(entry.lastAllocated);
+    if (!prefixContainsAddress(prefix, cursor)) {
+      throw new Error(`last allocated address ${entry.lastAllocated} is outside the pool`);
+    }
+    pool.cursor = cursor.value - pool.first;
+  }
+  return pool;
+}
+
+/** Refuses the addresses no host may have; throws badRequest naming which one it is. */
+function checkAllocatable(pool: PoolState, offset: bigint): void {
+  const poolText = formatPrefix(pool.prefix);
+  if (offset === 0n) {
+    const role = pool.prefix.v6 ? "subnet-router anycast address" : "network address";
+    throw badRequest(`address ${formatOffset(pool, offset)} is the ${role} of pool ${poolText}`);
+  }
+  if (offset > pool.hostLast) {
+    throw badRequest(
+      `address ${formatOffset(pool, offset)} is the broadcast address of pool ${poolText}`,
+    );
+  }
+}
+
+/** The next free offset in the IP range after the cursor, wrapping once to the range start. */
+function findNextFree(pool: PoolState): bigint {
+  if (pool.rangeFirst > pool.rangeLast) throw noHostsError(pool, pool.subPrefix !== undefined);
+  const after = pool.cursor === undefined ? pool.rangeFirst : pool.cursor + 1n;
+  const start = after >= pool.rangeFirst && after <= pool.rangeLast ? after : pool.rangeFirst;
+  const found =
+    pool.allocations.findClear(start, pool.rangeLast) ??
+    (start > pool.rangeFirst ? pool.allocations.findClear(pool.rangeFirst, start - 1n) : undefined);
+  if (found === undefined) {
+    throw exhausted(`no free address left in ${describeRange(pool)}`);
+  }
+  return found;
+}
+
+function noHostsError(pool: PoolState, inRange: boolean): SwitchyardError {
+  if (!inRange) {
+    return exhausted(
+      `pool ${formatPrefix(pool.prefix)} has no usable host address (its one address is the network address)`,
+    );
+  }
+  return exhausted(
+    `${describeRange(pool)} has no usable host address (it holds only reserved network or broadcast addresses)`,
+  );
+}
+
+function describeRange(pool: PoolState): string {
+  const poolText = `pool ${formatPrefix(pool.prefix)}`;
+  return pool.subPrefix === undefined
+    ? poolText
+    : `IP range ${formatPrefix(pool.subPrefix)} of ${poolText}`;
+}
+
+function formatOffset(pool: PoolState, offset: bigint): string {
+  const address: IpAddress = { v6: pool.prefix.v6, value: pool.first + offset };
+  return formatAddress(address);
+}
+
+function poolInfo(pool: PoolState): PoolInfo {
+  const info: PoolInfo = {
+    poolId: pool.poolId,
+    addressSpace: pool.addressSpace,
+    pool: formatPrefix(pool.prefix),
+    v6: pool.prefix.v6,
+    allocatedCount: pool.allocations.count,
+  };
+  if (pool.subPrefix !== undefined) info.subPool = formatPrefix(pool.subPrefix);
+  return info;
+}

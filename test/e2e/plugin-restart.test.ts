@@ -1,0 +1,146 @@
+// Restarts lose nothing (the single-host part of S9): kill -9 of the plugin process and a
+// forced disable/enable keep every network and address, and allocation carries on without
+// handing an address out twice.
+
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { isSwitchyard, networkDriver } from "./lib/config.ts";
+import {
+  containerAddress,
+  createNetwork,
+  docker,
+  ping,
+  requireDocker,
+  requireDrivers,
+  requireRoot,
+  runContainer,
+  uniqueName,
+} from "./lib/docker.ts";
+import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import { removeLeftovers, track } from "./lib/track.ts";
+
+const PREFIX = "sy-e2e-rs";
+const LINK_PREFIX = "sye2er";
+const CONTAINERD = "/var/run/docker/containerd/containerd.sock";
+
+/** PID of the plugin's process, from dockerd's containerd (namespace plugins.moby). */
+function pluginPid(pluginId: string): number | undefined {
+  const listing = execFileSync("ctr", ["-a", CONTAINERD, "-n", "plugins.moby", "task", "ls"], {
+    encoding: "utf8",
+  });
+  for (const line of listing.split("\n")) {
+    const [id, pid, status] = line.trim().split(/\s+/);
+    if (id === pluginId && status === "RUNNING") return Number(pid);
+  }
+  return undefined;
+}
+
+async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe("plugin restarts keep networks and addresses", {
+  skip: !isSwitchyard && "Switchyard only",
+}, () => {
+  const t = track();
+  let snapshot: HostSnapshot | undefined;
+  const network = uniqueName(PREFIX);
+  const addresses = new Map<string, string>();
+  let pluginId = "";
+
+  before(async () => {
+    requireRoot();
+    await requireDocker();
+    await requireDrivers();
+    await removeLeftovers(PREFIX, LINK_PREFIX);
+    snapshot = await snapshotHost();
+    pluginId = await docker(["plugin", "inspect", "-f", "{{.Id}}", networkDriver]);
+    await createNetwork({
+      name: t.network(network),
+      subnet: "10.231.9.0/24",
+      gateway: "10.231.9.1",
+    });
+    for (const [name, ip] of [
+      [uniqueName(PREFIX), "10.231.9.50"],
+      [uniqueName(PREFIX), undefined],
+    ] as const) {
+      await runContainer({ name: t.container(name), network, ...(ip === undefined ? {} : { ip }) });
+      addresses.set(name, await containerAddress(name, network));
+    }
+  });
+
+  after(async () => {
+    await t.cleanup();
+    if (snapshot) await assertNothingLeft(snapshot);
+  });
+
+  async function checkEverythingStillWorks(stage: string) {
+    const names = [...addresses.keys()];
+    const [first, second] = names as [string, string];
+    assert.equal(
+      await ping(first, addresses.get(second) ?? ""),
+      true,
+      `${stage}: peers reach each other`,
+    );
+    const fresh = t.container(uniqueName(PREFIX));
+    await runContainer({ name: fresh, network });
+    const address = await containerAddress(fresh, network);
+    assert.ok(
+      ![...addresses.values()].includes(address),
+      `${stage}: new container got ${address}, already held by another`,
+    );
+    addresses.set(fresh, address);
+    assert.equal(
+      await ping(fresh, addresses.get(first) ?? ""),
+      true,
+      `${stage}: new container reaches old`,
+    );
+    const refused = await docker([
+      "run",
+      "--rm",
+      "--network",
+      network,
+      "--ip",
+      "10.231.9.50",
+      "switchyard-test/busybox",
+      "true",
+    ]).then(
+      () => false,
+      (error: Error) => /in use|10\.231\.9\.50/.test(error.message),
+    );
+    assert.equal(refused, true, `${stage}: the static address is still taken`);
+  }
+
+  it("survives kill -9 of the plugin process (dockerd restarts it)", async () => {
+    const pid = pluginPid(pluginId);
+    assert.ok(pid !== undefined, "plugin task is running");
+    process.kill(pid, "SIGKILL");
+    await waitFor("the plugin to come back", () => {
+      const again = pluginPid(pluginId);
+      return again !== undefined && again !== pid;
+    });
+    await checkEverythingStillWorks("after kill -9");
+  });
+
+  it("survives a forced disable and enable", async () => {
+    await docker(["plugin", "disable", "-f", networkDriver]);
+    await docker(["plugin", "enable", networkDriver]);
+    await checkEverythingStillWorks("after disable/enable");
+  });
+
+  it("plain disable is refused while networks use the plugin", async () => {
+    const outcome = await docker(["plugin", "disable", networkDriver]).then(
+      () => "disabled",
+      (error: Error) => error.message,
+    );
+    if (outcome === "disabled") await docker(["plugin", "enable", networkDriver]);
+    assert.match(outcome, /in use|is in use|networks/i);
+  });
+});

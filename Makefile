@@ -23,7 +23,7 @@ build: deps
 ## Static checks: strict type-check and Biome lint + format check.
 check: deps
 	tsc --noEmit -p tsconfig.json
-	biome ci .
+	biome ci --colors=off .
 
 unit: deps
 	$(NODE) --test --test-reporter=spec 'test/unit/**/*.test.ts' 'test/protocol/**/*.test.ts'

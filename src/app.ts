@@ -105,7 +105,8 @@ export function buildApp(deps: AppDeps): FastifyInstance {
       durationMs: Math.round(reply.elapsedTime * 10) / 10,
     };
     // At trace level the whole request is logged: what dockerd really sends, for debugging.
-    if (deps.logger.isLevelEnabled("trace")) request.log.trace({ ...line, body: request.body }, "request");
+    if (deps.logger.isLevelEnabled("trace"))
+      request.log.trace({ ...line, body: request.body }, "request");
     if (request.failure === undefined) request.log.info(line, "ok");
     else request.log.warn({ ...line, err: request.failure }, "failed");
   });

@@ -7,6 +7,7 @@ import { IpamDriver } from "./driver/ipam-driver.ts";
 import { NetworkDriver } from "./driver/network-driver.ts";
 import { createRunner } from "./exec/runner.ts";
 import { createFirewall } from "./firewall/host-firewall.ts";
+import { ProxyPublisher } from "./proxy/port-proxy.ts";
 import { readSettings } from "./settings.ts";
 import { StateManager } from "./state/state-manager.ts";
 import { FileStore } from "./state/store.ts";
@@ -21,7 +22,13 @@ async function main(): Promise<void> {
     defaultPoolsV6: settings.defaultPoolsV6,
   });
   const firewall = createFirewall(runner, logger);
-  const network = new NetworkDriver({ state, datapath: new IpDatapath(runner), firewall, logger });
+  const network = new NetworkDriver({
+    state,
+    datapath: new IpDatapath(runner),
+    firewall,
+    publisher: new ProxyPublisher(logger),
+    logger,
+  });
   const app = buildApp({ network, ipam: new IpamDriver(state), logger });
 
   await mkdir(dirname(settings.socketPath), { recursive: true });

@@ -1,17 +1,19 @@
 import type { Logger } from "pino";
 import type { Datapath } from "../datapath/datapath.ts";
-import { badRequest, conflict, notFound } from "../errors.ts";
+import { badRequest, conflict, exhausted, notFound, SwitchyardError } from "../errors.ts";
 import type { Firewall } from "../firewall/firewall.ts";
+import type { PortPublisher } from "../proxy/port-proxy.ts";
 import type {
   EndpointRecord,
   NetworkAddressing,
   NetworkRecord,
+  PortBinding,
   StateDocument,
 } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 import { bridgeNameFor, macFor, validateMac, vethNamesFor } from "./names.ts";
 import { parseNetworkOptions } from "./options.ts";
-import { parsePortBindings } from "./ports.ts";
+import { bindingsClash, candidateHostPorts, describeBinding, parsePortBindings } from "./ports.ts";
 import { UndoList } from "./undo.ts";
 
 /** A network as CreateNetwork describes it, after decoding. */
@@ -62,13 +64,16 @@ export class NetworkDriver {
   readonly #datapath: Datapath;
   readonly #firewall: Firewall;
   readonly #logger: Logger;
+  readonly #publisher: PortPublisher;
 
   constructor(deps: {
     state: StateManager;
     datapath: Datapath;
     firewall: Firewall;
+    publisher: PortPublisher;
     logger: Logger;
   }) {
+    this.#publisher = deps.publisher;
     this.#state = deps.state;
     this.#datapath = deps.datapath;
     this.#firewall = deps.firewall;
@@ -139,6 +144,7 @@ export class NetworkDriver {
       if (network === undefined) return; // already gone: Docker may retry
       for (const endpoint of Object.values(state.endpoints)) {
         if (endpoint.networkId !== networkId) continue;
+        await this.#publisher.close(endpoint.id);
         await this.#datapath.deleteLink(endpoint.hostVeth);
         delete state.endpoints[endpoint.id];
       }
@@ -151,7 +157,8 @@ export class NetworkDriver {
   createEndpoint(input: CreateEndpointInput): Promise<{ mac?: string }> {
     const givenMac =
       input.mac === undefined || input.mac === "" ? undefined : validateMac(input.mac);
-    const ports = parsePortBindings(input.options);
+    // Validated here so a bad -p fails early; ports are opened in ProgramExternalConnectivity.
+    parsePortBindings(input.options);
     return this.#state.change(async (state) => {
       const network = this.#network(state, input.networkId);
       const known = state.endpoints[input.endpointId];
@@ -172,7 +179,7 @@ export class NetworkDriver {
         peerVeth,
         mac,
         joined: false,
-        ports,
+        ports: [],
       };
       if (input.address !== undefined) record.address = input.address;
       if (input.addressV6 !== undefined) record.addressV6 = input.addressV6;
@@ -200,6 +207,7 @@ export class NetworkDriver {
     return this.#state.change(async (state) => {
       const endpoint = state.endpoints[endpointId];
       if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      await this.#publisher.close(endpointId);
       await this.#datapath.deleteLink(endpoint.hostVeth);
       delete state.endpoints[endpointId];
       await this.#firewall.apply(state);
@@ -260,16 +268,32 @@ export class NetworkDriver {
     });
   }
 
+  /** Publishes the endpoint's ports (`-p`): host ports chosen and held, DNAT rules applied. */
   programExternalConnectivity(
     networkId: string,
     endpointId: string,
     options: Record<string, unknown> | null | undefined,
   ): Promise<void> {
-    const ports = parsePortBindings(options);
+    const requested = parsePortBindings(options);
     return this.#state.change(async (state) => {
+      const network = this.#network(state, networkId);
       const endpoint = this.#endpoint(state, networkId, endpointId);
-      if (ports.length > 0) endpoint.ports = ports;
-      await this.#firewall.apply(state);
+      // Internal networks publish nothing, as with Docker's bridge; a retry changes nothing.
+      if (network.internal || endpoint.address === undefined || endpoint.ports.length > 0) return;
+      const target = bare(endpoint.address);
+      const resolved: PortBinding[] = [];
+      try {
+        for (const binding of requested) {
+          const wanted = { ...binding, hostIp: binding.hostIp || network.hostBindingIpv4 || "" };
+          resolved.push(await this.#publishOne(state, endpointId, wanted, target, resolved));
+        }
+        endpoint.ports = resolved;
+        await this.#firewall.apply(state);
+      } catch (error) {
+        endpoint.ports = [];
+        await this.#publisher.close(endpointId);
+        throw error;
+      }
     });
   }
 
@@ -277,9 +301,73 @@ export class NetworkDriver {
     return this.#state.change(async (state) => {
       const endpoint = state.endpoints[endpointId];
       if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      await this.#publisher.close(endpointId);
+      if (endpoint.ports.length === 0) return;
       endpoint.ports = [];
       await this.#firewall.apply(state);
     });
+  }
+
+  /** Re-opens the host side of every published port, after a plugin restart. */
+  async restorePublishedPorts(): Promise<void> {
+    for (const endpoint of Object.values(this.#state.document.endpoints)) {
+      if (endpoint.address === undefined) continue;
+      for (const binding of endpoint.ports) {
+        try {
+          await this.#publisher.open(endpoint.id, binding, {
+            address: bare(endpoint.address),
+            port: binding.containerPort,
+          });
+        } catch (error) {
+          this.#logger.error(
+            { err: error, endpoint: endpoint.id, binding: describeBinding(binding) },
+            "cannot re-open published port",
+          );
+        }
+      }
+    }
+  }
+
+  /** Picks the host port for one binding (the one asked for, or a free one in its range). */
+  async #publishOne(
+    state: StateDocument,
+    endpointId: string,
+    wanted: PortBinding,
+    target: string,
+    alreadyResolved: PortBinding[],
+  ): Promise<PortBinding> {
+    const candidates = candidateHostPorts(wanted);
+    const single = candidates.length === 1;
+    for (const port of candidates) {
+      const binding = { ...wanted, hostPort: port, hostPortEnd: port };
+      const holder = Object.values(state.endpoints).find(
+        (other) =>
+          other.id !== endpointId && other.ports.some((taken) => bindingsClash(taken, binding)),
+      );
+      if (holder !== undefined) {
+        if (!single) continue;
+        const holderNetwork = holder.networkId.slice(0, 12);
+        throw conflict(
+          `cannot publish ${describeBinding(binding)}: host port ${port}/${binding.proto} is already published by the container at ${holder.address === undefined ? "(no IPv4)" : bare(holder.address)} on network ${holderNetwork} (endpoint ${holder.id.slice(0, 12)}; see docker network inspect ${holderNetwork})`,
+        );
+      }
+      if (alreadyResolved.some((taken) => bindingsClash(taken, binding))) {
+        if (!single) continue;
+        throw conflict(`cannot publish ${describeBinding(binding)} twice for one container`);
+      }
+      try {
+        await this.#publisher.open(endpointId, binding, {
+          address: target,
+          port: binding.containerPort,
+        });
+        return binding;
+      } catch (error) {
+        if (single || !(error instanceof SwitchyardError && error.kind === "Conflict")) throw error;
+      }
+    }
+    throw exhausted(
+      `cannot publish ${describeBinding(wanted)}: no free host port in ${candidates[0]}-${candidates.at(-1)}`,
+    );
   }
 
   async #repairEndpoint(network: NetworkRecord, endpoint: EndpointRecord): Promise<void> {

@@ -46,3 +46,34 @@ export function parsePortBindings(
     };
   });
 }
+
+/** Docker's range for `-p CONTAINERPORT` with no host port. */
+export const EPHEMERAL_PORTS = { first: 49153, last: 60999 } as const;
+
+const ANY = new Set(["", "0.0.0.0"]);
+
+/** True when two bindings would need the same host port (same protocol, clashing addresses). */
+export function bindingsClash(a: PortBinding, b: PortBinding): boolean {
+  if (a.proto !== b.proto) return false;
+  if (a.hostPort > b.hostPortEnd || b.hostPort > a.hostPortEnd) return false;
+  return ANY.has(a.hostIp) || ANY.has(b.hostIp) || a.hostIp === b.hostIp;
+}
+
+/** The host ports to try for a binding, in order: the one given, a range, or the ephemeral range. */
+export function candidateHostPorts(binding: PortBinding): number[] {
+  const first = binding.hostPort === 0 ? EPHEMERAL_PORTS.first : binding.hostPort;
+  const last = binding.hostPort === 0 ? EPHEMERAL_PORTS.last : binding.hostPortEnd;
+  const ports: number[] = [];
+  for (let port = first; port <= last; port++) ports.push(port);
+  return ports;
+}
+
+/** How a binding reads in messages and logs: `0.0.0.0:8081->80/tcp`. */
+export function describeBinding(binding: PortBinding): string {
+  const host = binding.hostIp === "" ? "0.0.0.0" : binding.hostIp;
+  const ports =
+    binding.hostPortEnd > binding.hostPort
+      ? `${binding.hostPort}-${binding.hostPortEnd}`
+      : String(binding.hostPort);
+  return `${host}:${ports}->${binding.containerPort}/${binding.proto}`;
+}

@@ -40,8 +40,9 @@ function publishRules(network: NetworkRecord, endpoint: EndpointRecord): string[
   return endpoint.ports
     .filter((binding) => binding.hostPort !== 0 && binding.proto !== "sctp")
     .flatMap((binding) => {
-      const hostIp = binding.hostIp || network.hostBindingIpv4 || "";
-      if (hostIp.includes(":")) return [];
+      const hostIp = binding.hostIp;
+      // Loopback and IPv6 bindings are served by the plugin's local relay only.
+      if (hostIp.includes(":") || hostIp.startsWith("127.")) return [];
       const match =
         hostIp === "" || hostIp === "0.0.0.0" ? "fib daddr type local" : `ip daddr ${hostIp}`;
       const ports =
@@ -76,10 +77,6 @@ export function renderNftables(state: Readonly<StateDocument>): string {
     "  }",
     "  chain prerouting {",
     "    type nat hook prerouting priority -100; policy accept;",
-    ...indent(publish),
-    "  }",
-    "  chain output {",
-    "    type nat hook output priority -100; policy accept;",
     ...indent(publish),
     "  }",
     "  chain postrouting {",

@@ -1,14 +1,32 @@
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
+import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
 import { MemoryStore } from "../../src/state/store.ts";
 import { createNamespace, inNamespace, pings, requireRoot } from "../support/netns.ts";
+
+/** The first line a TCP server at address:port sends, or "" when nothing answers. */
+function fetchLine(namespace: string, address: string, port: number): string {
+  try {
+    return execFileSync(
+      "ip",
+      ["netns", "exec", namespace, "busybox", "nc", "-w", "2", address, String(port)],
+      {
+        encoding: "utf8",
+        input: "",
+      },
+    ).trim();
+  } catch {
+    return "";
+  }
+}
 
 const ip = (...argv: string[]): void => {
   execFileSync("ip", argv);
@@ -96,7 +114,13 @@ describe("driver and firewall with real packets in namespaces", () => {
     const logger = pino({ level: "silent" });
     const state = await StateManager.open(new MemoryStore(), defaultIpamSettings());
     firewall = new HostFirewall(host.runner, logger, "nft");
-    driver = new NetworkDriver({ state, datapath: new IpDatapath(host.runner), firewall, logger });
+    driver = new NetworkDriver({
+      state,
+      datapath: new IpDatapath(host.runner),
+      firewall,
+      publisher: new RecordingPublisher(),
+      logger,
+    });
     await network("aaaa", "10.201.1", {});
     await network("bbbb", "10.201.2", { "com.docker.network.bridge.enable_icc": "false" });
     await network("cccc", "10.201.3", {}, true);
@@ -159,6 +183,42 @@ describe("driver and firewall with real packets in namespaces", () => {
   it("the outside cannot open connections to containers", () => {
     ip("-n", outside, "route", "add", "10.201.1.0/24", "via", "10.250.0.1");
     assert.equal(pings(outside, "10.201.1.2"), false);
+  });
+
+  it("a published port is reachable from outside through the host's address, and revoked", async () => {
+    const a1 = "a1".padEnd(64, "0");
+    const network = "aaaa".padEnd(64, "0");
+    await driver.programExternalConnectivity(network, a1, {
+      "com.docker.network.portmap": [
+        { Proto: 6, IP: "", Port: 80, HostIP: "", HostPort: 8081, HostPortEnd: 8081 },
+      ],
+    });
+    const server = spawn("ip", [
+      "netns",
+      "exec",
+      c("a1"),
+      "busybox",
+      "nc",
+      "-l",
+      "-p",
+      "80",
+      "-e",
+      "busybox",
+      "echo",
+      "reached",
+    ]);
+    try {
+      await sleep(200);
+      assert.equal(fetchLine(outside, "10.250.0.1", 8081), "reached");
+      await driver.revokeExternalConnectivity(network, a1);
+      assert.doesNotMatch(
+        inNamespace(host.name, ["nft", "list", "table", "inet", "switchyard"]),
+        /dport 8081/,
+      );
+      assert.equal(fetchLine(outside, "10.250.0.1", 8081), "", "revoked: nothing answers");
+    } finally {
+      server.kill();
+    }
   });
 
   it("removing every network leaves no table, chain, bridge or veth behind", async () => {

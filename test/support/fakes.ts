@@ -5,6 +5,7 @@ import { IpamDriver } from "../../src/driver/ipam-driver.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { NoFirewall } from "../../src/firewall/firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
+import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
 import { MemoryStore } from "../../src/state/store.ts";
 
@@ -99,7 +100,8 @@ export async function buildTestApp(store = new MemoryStore()) {
   const state = await StateManager.open(store, defaultIpamSettings());
   const datapath = new FakeDatapath();
   const firewall = new NoFirewall();
-  const network = new NetworkDriver({ state, datapath, firewall, logger });
+  const publisher = new RecordingPublisher();
+  const network = new NetworkDriver({ state, datapath, firewall, publisher, logger });
   const app = buildApp({ network, ipam: new IpamDriver(state), logger, bodyLimit: 64 * 1024 });
   /** POSTs like dockerd: no Content-Type unless given, raw body text. */
   const call = async (path: string, body?: unknown, contentType?: string) => {
@@ -116,5 +118,5 @@ export async function buildTestApp(store = new MemoryStore()) {
     });
     return { status: response.statusCode, body: response.json() as Record<string, unknown> };
   };
-  return { app, call, state, datapath, firewall, store };
+  return { app, call, state, datapath, firewall, store, publisher };
 }

@@ -75,10 +75,6 @@ table inet switchyard {
     type nat hook prerouting priority -100; policy accept;
     fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
   }
-  chain output {
-    type nat hook output priority -100; policy accept;
-    fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
-  }
   chain postrouting {
     type nat hook postrouting priority 100; policy accept;
     ip saddr 10.1.0.0/24 oifname != "sy-one" masquerade

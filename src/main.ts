@@ -51,6 +51,9 @@ async function main(): Promise<void> {
     .catch((error: unknown) =>
       logger.error({ err: error }, "cannot restore firewall rules at start-up"),
     );
+  network
+    .restorePublishedPorts()
+    .catch((error: unknown) => logger.error({ err: error }, "cannot restore published ports"));
 
   const stop = (signal: string): void => {
     logger.info({ signal }, "stopping");

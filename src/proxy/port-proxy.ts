@@ -33,8 +33,10 @@ function listenTcp(
   target: ProxyTarget,
   logger: Logger,
 ): Promise<Server> {
-  const server = createServer((client) => {
-    const upstream = connect(target.port, target.address);
+  // Half-open both ways: a client that shuts down its sending side (like `nc` after the
+  // request) must still get the whole reply.
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = connect({ port: target.port, host: target.address, allowHalfOpen: true });
     const close = () => {
       client.destroy();
       upstream.destroy();

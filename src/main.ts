@@ -45,11 +45,12 @@ async function main(): Promise<void> {
     "listening",
   );
 
-  // After a restart the packet filter may be empty (host reboot, flushed rules): rebuild it.
-  state
-    .change(async (document) => firewall.apply(document))
+  // After a restart the host may have lost bridges, addresses and rules (a reboot, a person):
+  // repair them once listening, so dockerd never waits on this.
+  network
+    .reconcile()
     .catch((error: unknown) =>
-      logger.error({ err: error }, "cannot restore firewall rules at start-up"),
+      logger.error({ err: error }, "cannot reconcile the host at start-up"),
     );
   network
     .restorePublishedPorts()

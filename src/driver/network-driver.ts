@@ -370,6 +370,48 @@ export class NetworkDriver {
     );
   }
 
+  /**
+   * Brings the host in line with the state at start-up, logging every repair: re-creates
+   * Switchyard's bridges and their addresses (a reboot or a person removed them), reports
+   * vanished user bridges (never re-created as something else), deletes Switchyard veths and
+   * bridges that belong to no known endpoint or network, and rebuilds the packet filter.
+   */
+  reconcile(): Promise<string[]> {
+    return this.#state.change(async (state) => {
+      const repairs: string[] = [];
+      const links = new Map((await this.#datapath.links()).map((link) => [link.name, link]));
+      for (const network of Object.values(state.networks)) {
+        const link = links.get(network.bridge);
+        if (network.bridgeOwned) {
+          if (link === undefined) repairs.push(`re-created bridge ${network.bridge}`);
+          await this.#ensureOwnedBridge(network);
+        } else if (link?.kind !== "bridge") {
+          const problem = `bridge "${network.bridge}" of network ${network.id.slice(0, 12)} no longer exists on this host; re-create it (Switchyard does not make bridges it was told to use)`;
+          this.#logger.error({ network: network.id, bridge: network.bridge }, problem);
+          repairs.push(problem);
+        }
+      }
+      const knownVeths = new Set(
+        Object.values(state.endpoints).map((endpoint) => endpoint.hostVeth),
+      );
+      const knownBridges = new Set(Object.values(state.networks).map((network) => network.bridge));
+      for (const link of links.values()) {
+        const strayVeth = /^vsy[0-9a-f]{11}$/.test(link.name) && !knownVeths.has(link.name);
+        const strayBridge =
+          link.kind === "bridge" &&
+          /^sy-[0-9a-f]{12}$/.test(link.name) &&
+          !knownBridges.has(link.name);
+        if (strayVeth || strayBridge) {
+          await this.#datapath.deleteLink(link.name);
+          repairs.push(`removed stray ${strayVeth ? "veth" : "bridge"} ${link.name}`);
+        }
+      }
+      await this.#firewall.apply(state);
+      for (const repair of repairs) this.#logger.warn({ repair }, "reconciled");
+      return repairs;
+    });
+  }
+
   async #repairEndpoint(network: NetworkRecord, endpoint: EndpointRecord): Promise<void> {
     if (network.bridgeOwned) {
       await this.#ensureOwnedBridge(network);

@@ -118,5 +118,5 @@ export async function buildTestApp(store = new MemoryStore()) {
     });
     return { status: response.statusCode, body: response.json() as Record<string, unknown> };
   };
-  return { app, call, state, datapath, firewall, store, publisher };
+  return { app, call, state, datapath, firewall, store, publisher, network };
 }

@@ -9,7 +9,12 @@ export class StateManager {
   #document: StateDocument;
   #ipam: Ipam;
   #saved: string;
-  #queue: Promise<unknown> = Promise.resolve();
+  #pending: {
+    run: (document: StateDocument, ipam: Ipam) => Promise<unknown> | unknown;
+    resolve: (value: unknown) => void;
+    reject: (reason: unknown) => void;
+  }[] = [];
+  #draining = false;
 
   private constructor(store: Store, settings: IpamSettings, document: StateDocument) {
     this.#store = store;
@@ -35,30 +40,64 @@ export class StateManager {
   }
 
   /**
-   * Runs one change at a time. If `change` throws, or saving fails, the in-memory state goes
-   * back to what it was; host-side effects are the caller's to undo.
+   * Runs one change at a time. If `change` throws, the in-memory state goes back to what it
+   * was before it; host-side effects are the caller's to undo. Changes queued while one runs
+   * are saved together (group commit: one fsync for a burst of requests), and none is
+   * answered before the save that holds it is durable; if that save fails, every change in
+   * it fails and the state goes back to the last saved one.
    */
   change<T>(change: (document: StateDocument, ipam: Ipam) => Promise<T> | T): Promise<T> {
-    const run = async (): Promise<T> => {
-      const before = this.#saved;
-      try {
-        const result = await change(this.#document, this.#ipam);
-        this.#document.ipam = this.#ipam.snapshot();
-        const text = JSON.stringify(this.#document);
-        // Skip the fsync when nothing changed (e.g. an idempotent retry).
-        if (text !== before) {
-          await this.#store.save(this.#document);
-          this.#saved = text;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.push({
+        run: change as (document: StateDocument, ipam: Ipam) => Promise<unknown> | unknown,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
+      if (!this.#draining) void this.#drain();
+    });
+  }
+
+  async #drain(): Promise<void> {
+    this.#draining = true;
+    try {
+      while (this.#pending.length > 0) {
+        const batch = this.#pending.splice(0);
+        const outcomes: { ok: boolean; value: unknown }[] = [];
+        let current = this.#saved;
+        for (const item of batch) {
+          try {
+            const value = await item.run(this.#document, this.#ipam);
+            this.#document.ipam = this.#ipam.snapshot();
+            current = JSON.stringify(this.#document);
+            outcomes.push({ ok: true, value });
+          } catch (error) {
+            this.#restore(current);
+            outcomes.push({ ok: false, value: error });
+          }
         }
-        return result;
-      } catch (error) {
-        this.#document = JSON.parse(before) as StateDocument;
-        this.#ipam = new Ipam(this.#settings, this.#document.ipam);
-        throw error;
+        if (current !== this.#saved) {
+          try {
+            await this.#store.save(this.#document);
+            this.#saved = current;
+          } catch (error) {
+            this.#restore(this.#saved);
+            for (const outcome of outcomes)
+              if (outcome.ok) Object.assign(outcome, { ok: false, value: error });
+          }
+        }
+        batch.forEach((item, index) => {
+          const outcome = outcomes[index];
+          if (outcome?.ok) item.resolve(outcome.value);
+          else item.reject(outcome?.value);
+        });
       }
-    };
-    const next = this.#queue.then(run, run);
-    this.#queue = next.catch(() => undefined);
-    return next;
+    } finally {
+      this.#draining = false;
+    }
+  }
+
+  #restore(text: string): void {
+    this.#document = JSON.parse(text) as StateDocument;
+    this.#ipam = new Ipam(this.#settings, this.#document.ipam);
   }
 }

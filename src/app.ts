@@ -3,6 +3,7 @@ import Fastify, {
   type FastifyError,
   type FastifyInstance,
   type FastifyRequest,
+  LogController,
 } from "fastify";
 import type { Logger } from "pino";
 import type { IpamDriver } from "./driver/ipam-driver.ts";
@@ -43,7 +44,8 @@ function idsOf(request: FastifyRequest): Record<string, string> {
 export function buildApp(deps: AppDeps): FastifyInstance {
   const app = Fastify({
     loggerInstance: deps.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // Fastify's own per-request lines are replaced by the one line per call below.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: deps.bodyLimit ?? 1024 * 1024,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });

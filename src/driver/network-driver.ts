@@ -391,6 +391,19 @@ export class NetworkDriver {
           repairs.push(problem);
         }
       }
+      // Running containers whose bridge was re-created: put their veths back on it.
+      for (const endpoint of Object.values(state.endpoints)) {
+        const network = state.networks[endpoint.networkId];
+        const veth = links.get(endpoint.hostVeth);
+        if (!endpoint.joined || network === undefined || veth === undefined) continue;
+        if (
+          veth.master === network.bridge ||
+          (await this.#datapath.link(network.bridge)) === undefined
+        )
+          continue;
+        await this.#datapath.attach(endpoint.hostVeth, network.bridge);
+        repairs.push(`re-attached ${endpoint.hostVeth} to ${network.bridge}`);
+      }
       const knownVeths = new Set(
         Object.values(state.endpoints).map((endpoint) => endpoint.hostVeth),
       );

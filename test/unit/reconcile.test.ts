@@ -27,9 +27,12 @@ describe("reconcile at start-up", () => {
       EndpointID: EP,
       Interface: { Address: "10.15.20.2/24" },
     });
+    await t.call("/NetworkDriver.Join", { NetworkID: NET, EndpointID: EP });
 
     // What a reboot and some debris look like.
     t.datapath.hostLinks.delete("sy-aaaaaaaaaaaa");
+    const veth = t.datapath.hostLinks.get("vsybbbbbbbbbbb");
+    if (veth !== undefined) veth.master = undefined; // the kernel frees a deleted bridge's ports
     t.datapath.hostLinks.delete("br-user");
     t.datapath.addLink("vsy0123456789a", "veth");
     t.datapath.addLink("sy-0123456789ab", "bridge");
@@ -38,6 +41,7 @@ describe("reconcile at start-up", () => {
     const repairs = await t.network.reconcile();
     assert.deepEqual(repairs.sort(), [
       `bridge "br-user" of network cccccccccccc no longer exists on this host; re-create it (Switchyard does not make bridges it was told to use)`,
+      "re-attached vsybbbbbbbbbbb to sy-aaaaaaaaaaaa",
       "re-created bridge sy-aaaaaaaaaaaa",
       "removed stray bridge sy-0123456789ab",
       "removed stray veth vsy0123456789a",

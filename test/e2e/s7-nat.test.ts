@@ -1,0 +1,93 @@
+// S7 — outbound NAT (SCENARIOS.md): an outside host (a network namespace routed through the
+// host) sees the host's address as the source, or the container's own address when the network
+// has enable_ip_masquerade=false.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import {
+  containerAddress,
+  createNetwork,
+  requireDocker,
+  requireDrivers,
+  requireRoot,
+  runContainer,
+  uniqueName,
+} from "./lib/docker.ts";
+import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import { createOutsideHost, type OutsideHost } from "./lib/outside.ts";
+import { removeLeftovers, track } from "./lib/track.ts";
+
+const PREFIX = "sy-e2e-s7";
+const LINK_PREFIX = "sye2eo7";
+const SUBNET = "10.231.38.0/24";
+const NO_MASQ_SUBNET = "10.231.39.0/24";
+const OUTSIDE_SUBNET = "10.231.243";
+
+describe("S7: outbound NAT", () => {
+  const t = track();
+  let snapshot: HostSnapshot | undefined;
+  let outside: OutsideHost | undefined;
+  const network = uniqueName(PREFIX);
+  const noMasqNetwork = uniqueName(PREFIX);
+
+  before(async () => {
+    requireRoot();
+    await requireDocker();
+    await requireDrivers();
+    await removeLeftovers(PREFIX, LINK_PREFIX);
+    snapshot = await snapshotHost();
+
+    outside = await createOutsideHost(t, {
+      prefix: PREFIX,
+      linkPrefix: LINK_PREFIX,
+      subnet24: OUTSIDE_SUBNET,
+    });
+    await createNetwork({ name: t.network(network), subnet: SUBNET });
+    await createNetwork({
+      name: t.network(noMasqNetwork),
+      subnet: NO_MASQ_SUBNET,
+      options: { "com.docker.network.bridge.enable_ip_masquerade": "false" },
+    });
+  });
+
+  after(async () => {
+    await outside?.close();
+    await t.cleanup();
+    // Without a snapshot the suite failed before making anything worth comparing.
+    if (snapshot) await assertNothingLeft(snapshot);
+  });
+
+  it("a container reaches the outside host, which sees the host's address as source", async () => {
+    assert.ok(outside);
+    const container = await runContainer({ name: t.container(uniqueName(PREFIX)), network });
+    assert.ok(
+      await outside.pingedFrom(container),
+      `cannot ping the outside host ${outside.address}`,
+    );
+    assert.equal(
+      await outside.sourceSeenFrom(container),
+      outside.hostAddress,
+      "the outside host does not see the host's address as the source",
+    );
+  });
+
+  it("with enable_ip_masquerade=false the outside host sees the container's address", async () => {
+    assert.ok(outside);
+    // Without NAT the outside host needs a way back to the container's subnet.
+    await outside.addRoute(NO_MASQ_SUBNET);
+    const container = await runContainer({
+      name: t.container(uniqueName(PREFIX)),
+      network: noMasqNetwork,
+    });
+    const address = await containerAddress(container, noMasqNetwork);
+    assert.ok(
+      await outside.pingedFrom(container),
+      `cannot ping the outside host ${outside.address}`,
+    );
+    assert.equal(
+      await outside.sourceSeenFrom(container),
+      address,
+      "the outside host does not see the container's own address as the source",
+    );
+  });
+});

@@ -41,7 +41,7 @@ else
     echo "ensure-docker: dockerd is starting; waiting for it"
   else
     echo "ensure-docker: starting dockerd (log: /var/log/dockerd.log)"
-    setsid dockerd >/var/log/dockerd.log 2>&1 </dev/null &
+    setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
   fi
   ready=false
   for _ in $(seq 1 60); do

@@ -107,9 +107,16 @@ describe("S3: internal network", () => {
     // Controls: the same checks reach a port published on an ordinary network.
     for (const address of [primary, outside.hostAddress]) {
       const response = await httpGetFrom(ON_HOST, address, CONTROL_PORT);
-      assert.match(response ?? "", new RegExp(controlToken), `control port not served on ${address}`);
+      assert.match(
+        response ?? "",
+        new RegExp(controlToken),
+        `control port not served on ${address}`,
+      );
     }
-    assert.match((await outside.httpGet(outside.hostAddress, CONTROL_PORT)) ?? "", new RegExp(controlToken));
+    assert.match(
+      (await outside.httpGet(outside.hostAddress, CONTROL_PORT)) ?? "",
+      new RegExp(controlToken),
+    );
 
     for (const address of [primary, outside.hostAddress]) {
       assert.equal(

@@ -8,7 +8,7 @@ DOCKER := DOCKER_API_VERSION=1.41 /usr/bin/docker
 NODE := node_modules/.bin/node
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean
+.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -55,6 +55,10 @@ enable: plugin
 disable:
 	$(DOCKER) plugin disable -f $(PLUGIN)
 
+## Shows networks, bridges, endpoints and published ports (what docker ps cannot show).
+status:
+	scripts/status.sh $(PLUGIN)
+
 ## Removes the plugin (networks using it must be removed first).
 remove:
 	-$(DOCKER) plugin disable -f $(PLUGIN)
@@ -64,3 +68,9 @@ test: check unit docker netns enable e2e
 
 clean:
 	rm -rf dist plugin/rootfs plugin/config.json
+
+## Benchmarks (issue 6): Switchyard against the built-in bridge driver; one table on stdout,
+## JSON in bench/results/latest.json. Under 10 minutes; cleans up what it makes (sy-bench-*).
+.PHONY: bench
+bench: enable
+	$(NODE) --expose-gc bench/run.ts

@@ -12,6 +12,7 @@ import { SwitchyardError } from "./errors.ts";
 import { registerIpamRoutes } from "./routes/ipam-driver.ts";
 import { registerNetworkRoutes } from "./routes/network-driver.ts";
 import { registerPluginRoutes } from "./routes/plugin.ts";
+import { registerStatusRoutes } from "./routes/status.ts";
 
 /** What the HTTP shell needs: the two services and a logger. */
 export interface AppDeps {
@@ -116,5 +117,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerPluginRoutes(app);
   registerNetworkRoutes(app, deps.network);
   registerIpamRoutes(app, deps.ipam);
+  registerStatusRoutes(app, deps.network);
   return app;
 }

@@ -370,6 +370,47 @@ export class NetworkDriver {
     );
   }
 
+  /** Everything the driver knows, for the status view: networks, endpoints, published ports. */
+  status(): Record<string, unknown> {
+    const state = this.#state.document;
+    const endpoints = Object.values(state.endpoints);
+    return {
+      networks: Object.values(state.networks).map((network) => ({
+        id: network.id,
+        bridge: network.bridge,
+        bridgeMadeBySwitchyard: network.bridgeOwned,
+        subnets: [...network.ipv4, ...network.ipv6].map((item) => item.pool),
+        gateways: [...network.ipv4, ...network.ipv6].flatMap((item) =>
+          item.gateway === undefined ? [] : [item.gateway],
+        ),
+        internal: network.internal,
+        icc: network.icc,
+        masquerade: network.masquerade,
+        ...(network.mtu === undefined ? {} : { mtu: network.mtu }),
+        options: network.options,
+        endpoints: endpoints
+          .filter((endpoint) => endpoint.networkId === network.id)
+          .map((endpoint) => ({
+            id: endpoint.id,
+            address: endpoint.address,
+            addressV6: endpoint.addressV6,
+            mac: endpoint.mac,
+            hostVeth: endpoint.hostVeth,
+            joined: endpoint.joined,
+            ports: endpoint.ports.map(describeBinding),
+          })),
+      })),
+      publishedPorts: endpoints.flatMap((endpoint) =>
+        endpoint.ports.map((binding) => ({
+          port: describeBinding(binding),
+          container: endpoint.address === undefined ? undefined : bare(endpoint.address),
+          network: endpoint.networkId,
+          endpoint: endpoint.id,
+        })),
+      ),
+    };
+  }
+
   /**
    * Brings the host in line with the state at start-up, logging every repair: re-creates
    * Switchyard's bridges and their addresses (a reboot or a person removed them), reports

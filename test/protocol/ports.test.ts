@@ -121,3 +121,22 @@ describe("published ports (ProgramExternalConnectivity)", () => {
     assert.equal(t.publisher.openCount(), 0);
   });
 });
+
+describe("status view", () => {
+  it("shows networks, endpoints and published ports", async () => {
+    const t = await withEndpoints({ "com.docker.network.bridge.name": "sy-status" });
+    await t.program(EP1, portmap(tcp(80, 8081)));
+    for (const method of ["GET", "POST"] as const) {
+      const response = await t.app.inject({ method, url: "/Switchyard.Status" });
+      assert.equal(response.statusCode, 200);
+      const status = response.json();
+      assert.equal(status.networks[0].bridge, "sy-status");
+      assert.deepEqual(status.networks[0].subnets, ["10.15.20.0/24"]);
+      assert.equal(status.networks[0].endpoints.length, 2);
+      assert.equal(status.networks[0].endpoints[0].hostVeth, "vsy11111111111");
+      assert.deepEqual(status.publishedPorts, [
+        { port: "0.0.0.0:8081->80/tcp", container: "10.15.20.2", network: NET, endpoint: EP1 },
+      ]);
+    }
+  });
+});

@@ -87,14 +87,30 @@ export class IpDatapath implements Datapath {
   }
 
   async ensureVeth(spec: VethSpec): Promise<void> {
-    const mtu = spec.mtu === undefined ? "" : ` mtu ${spec.mtu}`;
-    const existing = await this.link(spec.hostName);
-    const commands: string[] = [];
-    if (existing !== undefined) commands.push(`link del dev ${spec.hostName}`);
-    commands.push(
-      `link add name ${spec.hostName}${mtu} type veth peer name ${spec.peerName} address ${spec.peerMac}${mtu}`,
-    );
-    await this.#batch(commands);
+    const mtu = spec.mtu === undefined ? [] : ["mtu", String(spec.mtu)];
+    const add = [
+      "ip",
+      "link",
+      "add",
+      "name",
+      spec.hostName,
+      ...mtu,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      spec.peerName,
+      "address",
+      spec.peerMac,
+      ...mtu,
+    ];
+    // One command in the usual case; a leftover pair of the same name is replaced.
+    const first = await this.#run(add, { allowFailure: true });
+    if (first.exitCode === 0) return;
+    if (!/File exists/i.test(first.stderr)) throw new CommandError(add, first);
+    await this.deleteLink(spec.hostName);
+    await this.deleteLink(spec.peerName);
+    await this.#run(add);
   }
 
   async attach(hostName: string, bridge: string): Promise<void> {

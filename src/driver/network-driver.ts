@@ -11,6 +11,7 @@ import type {
   StateDocument,
 } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
+import { KeyedLocks } from "./locks.ts";
 import { bridgeNameFor, macFor, validateMac, vethNamesFor } from "./names.ts";
 import { parseNetworkOptions } from "./options.ts";
 import { bindingsClash, candidateHostPorts, describeBinding, parsePortBindings } from "./ports.ts";
@@ -58,6 +59,11 @@ function toAddressing(
   });
 }
 
+/** Lock keys: one per network; port and bridge-name allocation span networks. */
+const networkKey = (networkId: string): string => `network:${networkId}`;
+const PORTS_KEY = "ports";
+const BRIDGES_KEY = "bridges";
+
 /** The network driver: keeps state, host interfaces and the packet filter in step. */
 export class NetworkDriver {
   readonly #state: StateManager;
@@ -65,6 +71,7 @@ export class NetworkDriver {
   readonly #firewall: Firewall;
   readonly #logger: Logger;
   readonly #publisher: PortPublisher;
+  readonly #locks = new KeyedLocks();
 
   constructor(deps: {
     state: StateManager;
@@ -84,74 +91,81 @@ export class NetworkDriver {
     const options = parseNetworkOptions(input.options);
     const ipv4 = toAddressing(input.ipv4, "IPv4Data");
     const ipv6 = options.enableIpv6 ? toAddressing(input.ipv6, "IPv6Data") : [];
-    return this.#state.change(async (state) => {
-      if (state.networks[input.networkId] !== undefined) return; // a retry of a create that worked
-      const bridge = options.existingBridge ?? options.bridgeName ?? bridgeNameFor(input.networkId);
-      const owner = Object.values(state.networks).find((network) => network.bridge === bridge);
-      if (owner !== undefined) {
-        throw conflict(`bridge "${bridge}" is already used by network ${owner.id.slice(0, 12)}`);
-      }
-      const existing = await this.#datapath.link(bridge);
-      if (options.existingBridge !== undefined) {
-        if (existing === undefined) {
-          throw badRequest(
-            `cannot use bridge "${bridge}": no such interface on this host; create it first (ip link add ${bridge} type bridge) or drop -o bridge= to let Switchyard make one`,
+    const keys = [networkKey(input.networkId), BRIDGES_KEY];
+    return this.#locks.run(keys, () =>
+      this.#state.change(async (state) => {
+        if (state.networks[input.networkId] !== undefined) return; // a retry of a create that worked
+        const bridge =
+          options.existingBridge ?? options.bridgeName ?? bridgeNameFor(input.networkId);
+        const owner = Object.values(state.networks).find((network) => network.bridge === bridge);
+        if (owner !== undefined) {
+          throw conflict(`bridge "${bridge}" is already used by network ${owner.id.slice(0, 12)}`);
+        }
+        const existing = await this.#datapath.link(bridge);
+        if (options.existingBridge !== undefined) {
+          if (existing === undefined) {
+            throw badRequest(
+              `cannot use bridge "${bridge}": no such interface on this host; create it first (ip link add ${bridge} type bridge) or drop -o bridge= to let Switchyard make one`,
+            );
+          }
+          if (existing.kind !== "bridge") {
+            throw badRequest(
+              `cannot use bridge "${bridge}": it is a ${existing.kind ?? "plain"} interface, not a bridge`,
+            );
+          }
+        } else if (existing !== undefined) {
+          throw conflict(
+            `cannot create bridge "${bridge}": an interface with that name already exists; use -o bridge=${bridge} to attach to an existing bridge`,
           );
         }
-        if (existing.kind !== "bridge") {
-          throw badRequest(
-            `cannot use bridge "${bridge}": it is a ${existing.kind ?? "plain"} interface, not a bridge`,
-          );
+        const record: NetworkRecord = {
+          id: input.networkId,
+          bridge,
+          bridgeOwned: options.existingBridge === undefined,
+          ipv4,
+          ipv6,
+          internal: options.internal,
+          enableIpv6: options.enableIpv6,
+          icc: options.icc,
+          masquerade: options.masquerade,
+          options: options.generic,
+        };
+        if (options.mtu !== undefined) record.mtu = options.mtu;
+        if (options.hostBindingIpv4 !== undefined) record.hostBindingIpv4 = options.hostBindingIpv4;
+        const undo = new UndoList(this.#logger);
+        try {
+          if (record.bridgeOwned) {
+            await this.#ensureOwnedBridge(record);
+            undo.push("delete bridge", () => this.#datapath.deleteBridge(bridge));
+          }
+          state.networks[record.id] = record;
+          await this.#firewall.apply(state);
+        } catch (error) {
+          delete state.networks[record.id];
+          await undo.rollback();
+          throw error;
         }
-      } else if (existing !== undefined) {
-        throw conflict(
-          `cannot create bridge "${bridge}": an interface with that name already exists; use -o bridge=${bridge} to attach to an existing bridge`,
-        );
-      }
-      const record: NetworkRecord = {
-        id: input.networkId,
-        bridge,
-        bridgeOwned: options.existingBridge === undefined,
-        ipv4,
-        ipv6,
-        internal: options.internal,
-        enableIpv6: options.enableIpv6,
-        icc: options.icc,
-        masquerade: options.masquerade,
-        options: options.generic,
-      };
-      if (options.mtu !== undefined) record.mtu = options.mtu;
-      if (options.hostBindingIpv4 !== undefined) record.hostBindingIpv4 = options.hostBindingIpv4;
-      const undo = new UndoList(this.#logger);
-      try {
-        if (record.bridgeOwned) {
-          await this.#ensureOwnedBridge(record);
-          undo.push("delete bridge", () => this.#datapath.deleteBridge(bridge));
-        }
-        state.networks[record.id] = record;
-        await this.#firewall.apply(state);
-      } catch (error) {
-        delete state.networks[record.id];
-        await undo.rollback();
-        throw error;
-      }
-    });
+      }),
+    );
   }
 
   deleteNetwork(networkId: string): Promise<void> {
-    return this.#state.change(async (state) => {
-      const network = state.networks[networkId];
-      if (network === undefined) return; // already gone: Docker may retry
-      for (const endpoint of Object.values(state.endpoints)) {
-        if (endpoint.networkId !== networkId) continue;
-        await this.#publisher.close(endpoint.id);
-        await this.#datapath.deleteLink(endpoint.hostVeth);
-        delete state.endpoints[endpoint.id];
-      }
-      delete state.networks[networkId];
-      await this.#firewall.apply(state);
-      if (network.bridgeOwned) await this.#datapath.deleteBridge(network.bridge);
-    });
+    const keys = [networkKey(networkId), BRIDGES_KEY, PORTS_KEY];
+    return this.#locks.run(keys, () =>
+      this.#state.change(async (state) => {
+        const network = state.networks[networkId];
+        if (network === undefined) return; // already gone: Docker may retry
+        for (const endpoint of Object.values(state.endpoints)) {
+          if (endpoint.networkId !== networkId) continue;
+          await this.#publisher.close(endpoint.id);
+          await this.#datapath.deleteLink(endpoint.hostVeth);
+          delete state.endpoints[endpoint.id];
+        }
+        delete state.networks[networkId];
+        await this.#firewall.apply(state);
+        if (network.bridgeOwned) await this.#datapath.deleteBridge(network.bridge);
+      }),
+    );
   }
 
   createEndpoint(input: CreateEndpointInput): Promise<{ mac?: string }> {
@@ -159,10 +173,9 @@ export class NetworkDriver {
       input.mac === undefined || input.mac === "" ? undefined : validateMac(input.mac);
     // Validated here so a bad -p fails early; ports are opened in ProgramExternalConnectivity.
     parsePortBindings(input.options);
-    return this.#state.change(async (state) => {
-      const network = this.#network(state, input.networkId);
-      const known = state.endpoints[input.endpointId];
-      if (known !== undefined) {
+    return this.#locks.run([networkKey(input.networkId)], async () => {
+      const network = this.#network(this.#state.document, input.networkId);
+      if (this.#state.document.endpoints[input.endpointId] !== undefined) {
         throw conflict(`endpoint ${input.endpointId.slice(0, 12)} already exists`);
       }
       if (input.address === undefined && input.addressV6 === undefined) {
@@ -183,20 +196,20 @@ export class NetworkDriver {
       };
       if (input.address !== undefined) record.address = input.address;
       if (input.addressV6 !== undefined) record.addressV6 = input.addressV6;
-      const undo = new UndoList(this.#logger);
+      // Host work outside the state lock, so other networks' requests run meanwhile; this
+      // network's lock keeps its own requests in order.
+      await this.#datapath.ensureVeth({
+        hostName: hostVeth,
+        peerName: peerVeth,
+        peerMac: mac,
+        mtu: network.mtu,
+      });
       try {
-        await this.#datapath.ensureVeth({
-          hostName: hostVeth,
-          peerName: peerVeth,
-          peerMac: mac,
-          mtu: network.mtu,
+        await this.#state.change((state) => {
+          state.endpoints[record.id] = record;
         });
-        undo.push("delete veth", () => this.#datapath.deleteLink(hostVeth));
-        state.endpoints[record.id] = record;
-        await this.#firewall.apply(state);
       } catch (error) {
-        delete state.endpoints[record.id];
-        await undo.rollback();
+        await this.#datapath.deleteLink(hostVeth);
         throw error;
       }
       return givenMac === undefined ? { mac } : {};
@@ -204,13 +217,18 @@ export class NetworkDriver {
   }
 
   deleteEndpoint(networkId: string, endpointId: string): Promise<void> {
-    return this.#state.change(async (state) => {
-      const endpoint = state.endpoints[endpointId];
+    return this.#locks.run([networkKey(networkId), PORTS_KEY], async () => {
+      const endpoint = this.#state.document.endpoints[endpointId];
       if (endpoint === undefined || endpoint.networkId !== networkId) return;
       await this.#publisher.close(endpointId);
+      await this.#state.change(async (state) => {
+        const hadPorts = (state.endpoints[endpointId]?.ports.length ?? 0) > 0;
+        delete state.endpoints[endpointId];
+        if (hadPorts) await this.#firewall.apply(state);
+      });
+      // After the record is gone: a crash in between leaves a stray veth, which start-up
+      // reconciliation removes, never a record without its veth.
       await this.#datapath.deleteLink(endpoint.hostVeth);
-      delete state.endpoints[endpointId];
-      await this.#firewall.apply(state);
     });
   }
 
@@ -232,9 +250,9 @@ export class NetworkDriver {
   }
 
   join(networkId: string, endpointId: string): Promise<JoinResult> {
-    return this.#state.change(async (state) => {
-      const network = this.#network(state, networkId);
-      const endpoint = this.#endpoint(state, networkId, endpointId);
+    return this.#locks.run([networkKey(networkId)], async () => {
+      const network = this.#network(this.#state.document, networkId);
+      const endpoint = this.#endpoint(this.#state.document, networkId, endpointId);
       try {
         await this.#datapath.attach(endpoint.hostVeth, network.bridge);
       } catch (error) {
@@ -244,7 +262,10 @@ export class NetworkDriver {
         await this.#repairEndpoint(network, endpoint);
         await this.#datapath.attach(endpoint.hostVeth, network.bridge);
       }
-      endpoint.joined = true;
+      await this.#state.change((state) => {
+        const record = state.endpoints[endpointId];
+        if (record !== undefined) record.joined = true;
+      });
       const result: JoinResult = { srcName: endpoint.peerVeth, disableGatewayService: false };
       if (!network.internal) {
         const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
@@ -260,11 +281,14 @@ export class NetworkDriver {
   }
 
   leave(networkId: string, endpointId: string): Promise<void> {
-    return this.#state.change(async (state) => {
-      const endpoint = state.endpoints[endpointId];
+    return this.#locks.run([networkKey(networkId)], async () => {
+      const endpoint = this.#state.document.endpoints[endpointId];
       if (endpoint === undefined || endpoint.networkId !== networkId) return;
       await this.#datapath.detach(endpoint.hostVeth);
-      endpoint.joined = false;
+      await this.#state.change((state) => {
+        const record = state.endpoints[endpointId];
+        if (record !== undefined) record.joined = false;
+      });
     });
   }
 
@@ -275,37 +299,43 @@ export class NetworkDriver {
     options: Record<string, unknown> | null | undefined,
   ): Promise<void> {
     const requested = parsePortBindings(options);
-    return this.#state.change(async (state) => {
-      const network = this.#network(state, networkId);
-      const endpoint = this.#endpoint(state, networkId, endpointId);
-      // Internal networks publish nothing, as with Docker's bridge; a retry changes nothing.
-      if (network.internal || endpoint.address === undefined || endpoint.ports.length > 0) return;
-      const target = bare(endpoint.address);
-      const resolved: PortBinding[] = [];
-      try {
-        for (const binding of requested) {
-          const wanted = { ...binding, hostIp: binding.hostIp || network.hostBindingIpv4 || "" };
-          resolved.push(await this.#publishOne(state, endpointId, wanted, target, resolved));
+    const keys = [networkKey(networkId), PORTS_KEY];
+    return this.#locks.run(keys, () =>
+      this.#state.change(async (state) => {
+        const network = this.#network(state, networkId);
+        const endpoint = this.#endpoint(state, networkId, endpointId);
+        // Internal networks publish nothing, as with Docker's bridge; a retry changes nothing.
+        if (network.internal || endpoint.address === undefined || endpoint.ports.length > 0) return;
+        const target = bare(endpoint.address);
+        const resolved: PortBinding[] = [];
+        try {
+          for (const binding of requested) {
+            const wanted = { ...binding, hostIp: binding.hostIp || network.hostBindingIpv4 || "" };
+            resolved.push(await this.#publishOne(state, endpointId, wanted, target, resolved));
+          }
+          endpoint.ports = resolved;
+          await this.#firewall.apply(state);
+        } catch (error) {
+          endpoint.ports = [];
+          await this.#publisher.close(endpointId);
+          throw error;
         }
-        endpoint.ports = resolved;
-        await this.#firewall.apply(state);
-      } catch (error) {
-        endpoint.ports = [];
-        await this.#publisher.close(endpointId);
-        throw error;
-      }
-    });
+      }),
+    );
   }
 
   revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
-    return this.#state.change(async (state) => {
-      const endpoint = state.endpoints[endpointId];
-      if (endpoint === undefined || endpoint.networkId !== networkId) return;
-      await this.#publisher.close(endpointId);
-      if (endpoint.ports.length === 0) return;
-      endpoint.ports = [];
-      await this.#firewall.apply(state);
-    });
+    const keys = [networkKey(networkId), PORTS_KEY];
+    return this.#locks.run(keys, () =>
+      this.#state.change(async (state) => {
+        const endpoint = state.endpoints[endpointId];
+        if (endpoint === undefined || endpoint.networkId !== networkId) return;
+        await this.#publisher.close(endpointId);
+        if (endpoint.ports.length === 0) return;
+        endpoint.ports = [];
+        await this.#firewall.apply(state);
+      }),
+    );
   }
 
   /** Re-opens the host side of every published port, after a plugin restart. */
@@ -418,52 +448,56 @@ export class NetworkDriver {
    * bridges that belong to no known endpoint or network, and rebuilds the packet filter.
    */
   reconcile(): Promise<string[]> {
-    return this.#state.change(async (state) => {
-      const repairs: string[] = [];
-      const links = new Map((await this.#datapath.links()).map((link) => [link.name, link]));
-      for (const network of Object.values(state.networks)) {
-        const link = links.get(network.bridge);
-        if (network.bridgeOwned) {
-          if (link === undefined) repairs.push(`re-created bridge ${network.bridge}`);
-          await this.#ensureOwnedBridge(network);
-        } else if (link?.kind !== "bridge") {
-          const problem = `bridge "${network.bridge}" of network ${network.id.slice(0, 12)} no longer exists on this host; re-create it (Switchyard does not make bridges it was told to use)`;
-          this.#logger.error({ network: network.id, bridge: network.bridge }, problem);
-          repairs.push(problem);
+    return this.#locks.exclusive(() =>
+      this.#state.change(async (state) => {
+        const repairs: string[] = [];
+        const links = new Map((await this.#datapath.links()).map((link) => [link.name, link]));
+        for (const network of Object.values(state.networks)) {
+          const link = links.get(network.bridge);
+          if (network.bridgeOwned) {
+            if (link === undefined) repairs.push(`re-created bridge ${network.bridge}`);
+            await this.#ensureOwnedBridge(network);
+          } else if (link?.kind !== "bridge") {
+            const problem = `bridge "${network.bridge}" of network ${network.id.slice(0, 12)} no longer exists on this host; re-create it (Switchyard does not make bridges it was told to use)`;
+            this.#logger.error({ network: network.id, bridge: network.bridge }, problem);
+            repairs.push(problem);
+          }
         }
-      }
-      // Running containers whose bridge was re-created: put their veths back on it.
-      for (const endpoint of Object.values(state.endpoints)) {
-        const network = state.networks[endpoint.networkId];
-        const veth = links.get(endpoint.hostVeth);
-        if (!endpoint.joined || network === undefined || veth === undefined) continue;
-        if (
-          veth.master === network.bridge ||
-          (await this.#datapath.link(network.bridge)) === undefined
-        )
-          continue;
-        await this.#datapath.attach(endpoint.hostVeth, network.bridge);
-        repairs.push(`re-attached ${endpoint.hostVeth} to ${network.bridge}`);
-      }
-      const knownVeths = new Set(
-        Object.values(state.endpoints).map((endpoint) => endpoint.hostVeth),
-      );
-      const knownBridges = new Set(Object.values(state.networks).map((network) => network.bridge));
-      for (const link of links.values()) {
-        const strayVeth = /^vsy[0-9a-f]{11}$/.test(link.name) && !knownVeths.has(link.name);
-        const strayBridge =
-          link.kind === "bridge" &&
-          /^sy-[0-9a-f]{12}$/.test(link.name) &&
-          !knownBridges.has(link.name);
-        if (strayVeth || strayBridge) {
-          await this.#datapath.deleteLink(link.name);
-          repairs.push(`removed stray ${strayVeth ? "veth" : "bridge"} ${link.name}`);
+        // Running containers whose bridge was re-created: put their veths back on it.
+        for (const endpoint of Object.values(state.endpoints)) {
+          const network = state.networks[endpoint.networkId];
+          const veth = links.get(endpoint.hostVeth);
+          if (!endpoint.joined || network === undefined || veth === undefined) continue;
+          if (
+            veth.master === network.bridge ||
+            (await this.#datapath.link(network.bridge)) === undefined
+          )
+            continue;
+          await this.#datapath.attach(endpoint.hostVeth, network.bridge);
+          repairs.push(`re-attached ${endpoint.hostVeth} to ${network.bridge}`);
         }
-      }
-      await this.#firewall.apply(state);
-      for (const repair of repairs) this.#logger.warn({ repair }, "reconciled");
-      return repairs;
-    });
+        const knownVeths = new Set(
+          Object.values(state.endpoints).map((endpoint) => endpoint.hostVeth),
+        );
+        const knownBridges = new Set(
+          Object.values(state.networks).map((network) => network.bridge),
+        );
+        for (const link of links.values()) {
+          const strayVeth = /^vsy[0-9a-f]{11}$/.test(link.name) && !knownVeths.has(link.name);
+          const strayBridge =
+            link.kind === "bridge" &&
+            /^sy-[0-9a-f]{12}$/.test(link.name) &&
+            !knownBridges.has(link.name);
+          if (strayVeth || strayBridge) {
+            await this.#datapath.deleteLink(link.name);
+            repairs.push(`removed stray ${strayVeth ? "veth" : "bridge"} ${link.name}`);
+          }
+        }
+        await this.#firewall.apply(state);
+        for (const repair of repairs) this.#logger.warn({ repair }, "reconciled");
+        return repairs;
+      }),
+    );
   }
 
   async #repairEndpoint(network: NetworkRecord, endpoint: EndpointRecord): Promise<void> {

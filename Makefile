@@ -4,11 +4,12 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PLUGIN ?= switchyard:latest
+VERSION := $(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' package.json)
 DOCKER := DOCKER_API_VERSION=1.41 /usr/bin/docker
 NODE := node_modules/.bin/node
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status
+.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status push demo
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -54,6 +55,22 @@ enable: plugin
 
 disable:
 	$(DOCKER) plugin disable -f $(PLUGIN)
+
+## Pushes the plugin to a registry as REGISTRY/switchyard:VERSION and :latest.
+push: plugin
+	@[[ -n "$(REGISTRY)" ]] || { echo "usage: make push REGISTRY=host:port"; exit 1; }
+	for tag in $(VERSION) latest; do \
+	  name=$(REGISTRY)/switchyard:$$tag; \
+	  $(DOCKER) plugin rm -f $$name >/dev/null 2>&1 || true; \
+	  $(DOCKER) plugin create $$name plugin; \
+	  $(DOCKER) plugin push $$name; \
+	  $(DOCKER) plugin rm -f $$name >/dev/null; \
+	done
+
+## Walks through the seed scenario on this machine, printing each step, then cleans up.
+demo: docker
+	if [[ "$$($(DOCKER) plugin inspect -f '{{.Enabled}}' $(PLUGIN) 2>/dev/null)" != true ]]; then $(MAKE) enable; fi
+	scripts/demo.sh $(PLUGIN)
 
 ## Shows networks, bridges, endpoints and published ports (what docker ps cannot show).
 status:

@@ -9,7 +9,7 @@ DOCKER := DOCKER_API_VERSION=1.41 /usr/bin/docker
 NODE := node_modules/.bin/node
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status push demo
+.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status push demo rootfs
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -40,9 +40,12 @@ e2e: deps
 docker:
 	scripts/ensure-docker.sh
 
-## Builds plugin/config.json + plugin/rootfs and (re)creates the plugin, disabled.
-plugin: build docker
+## Builds plugin/config.json + plugin/rootfs (what docker plugin create reads).
+rootfs: build docker
 	scripts/build-plugin.sh
+
+## (Re)creates the plugin from plugin/, disabled.
+plugin: rootfs
 	if $(DOCKER) plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
 	  $(DOCKER) plugin disable -f $(PLUGIN) >/dev/null 2>&1 || true; \
 	  $(DOCKER) plugin rm -f $(PLUGIN) >/dev/null; \
@@ -57,7 +60,7 @@ disable:
 	$(DOCKER) plugin disable -f $(PLUGIN)
 
 ## Pushes the plugin to a registry as REGISTRY/switchyard:VERSION and :latest.
-push: plugin
+push: rootfs
 	@[[ -n "$(REGISTRY)" ]] || { echo "usage: make push REGISTRY=host:port"; exit 1; }
 	for tag in $(VERSION) latest; do \
 	  name=$(REGISTRY)/switchyard:$$tag; \

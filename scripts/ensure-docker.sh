@@ -27,6 +27,12 @@ else
   echo "ensure-docker: dockerd is installed ($(dockerd --version))"
 fi
 
+# The registry tests (plugin push / install / upgrade) run a local registry.
+if ! command -v docker-registry >/dev/null 2>&1; then
+  echo "ensure-docker: installing docker-registry"
+  apt_install docker-registry
+fi
+
 if [[ ! -x /bin/busybox ]]; then
   echo "ensure-docker: installing busybox-static"
   apt_install busybox-static

@@ -1,0 +1,262 @@
+// Shipping like a real plugin (issue 8): push to a registry, install from it, upgrade to a
+// new version and back, with networks, static addresses and published ports surviving;
+// settings validated at start-up; state newer than the plugin knows refused clearly.
+// A local registry (Debian's docker-registry) on 127.0.0.1:5000 stands in for a real one.
+
+import assert from "node:assert/strict";
+import { type ChildProcess, execFile, spawn } from "node:child_process";
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { promisify } from "node:util";
+import { isSwitchyard, networkDriver } from "./lib/config.ts";
+import {
+  containerAddress,
+  docker,
+  dockerMayFail,
+  ping,
+  requireDocker,
+  requireRoot,
+  runContainer,
+  uniqueName,
+} from "./lib/docker.ts";
+import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import { removeLeftovers, track } from "./lib/track.ts";
+
+const execFileAsync = promisify(execFile);
+const REGISTRY = "127.0.0.1:5000";
+const VERSION = (JSON.parse(readFileSync("package.json", "utf8")) as { version: string }).version;
+const ALIAS = "sy-e2e-reg";
+const INSTALLED = `${ALIAS}:latest`;
+const PREFIX = "sy-e2e-rg";
+const NEXT = `${REGISTRY}/switchyard:next-e2e`;
+
+async function registryAnswers(): Promise<boolean> {
+  try {
+    const response = await fetch(`http://${REGISTRY}/v2/`);
+    return response.ok;
+  } catch {
+    return false;
+  }
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (await check().catch(() => false)) return;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** HTTP GET of host:port through busybox nc on the host; the body's last line. */
+async function fetchFromHost(port: number): Promise<string> {
+  const { stdout } = await execFileAsync("sh", [
+    "-c",
+    `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 127.0.0.1 ${port} | tail -1`,
+  ]);
+  return stdout.trim();
+}
+
+describe("registry: push, install, upgrade, downgrade", {
+  skip: !isSwitchyard && "Switchyard only",
+}, () => {
+  const t = track();
+  let snapshot: HostSnapshot | undefined;
+  let registry: ChildProcess | undefined;
+  let workDir = "";
+  let stateDir = "";
+  const network = uniqueName(PREFIX);
+  const pinned = uniqueName(PREFIX);
+  const web = uniqueName(PREFIX);
+  const addresses = new Set<string>();
+
+  before(async () => {
+    requireRoot();
+    await requireDocker();
+    try {
+      await execFileAsync("sh", ["-c", "command -v docker-registry"]);
+    } catch {
+      throw new Error(
+        "registry tests need Debian's docker-registry: apt-get install -y docker-registry (make docker does it)",
+      );
+    }
+    await removeLeftovers(PREFIX);
+    await dockerMayFail(["plugin", "rm", "-f", INSTALLED]);
+    workDir = mkdtempSync(join(tmpdir(), "sy-e2e-registry-"));
+    stateDir = join(workDir, "state");
+    mkdirSync(stateDir);
+    writeFileSync(
+      join(workDir, "config.yml"),
+      [
+        "version: 0.1",
+        `storage: {filesystem: {rootdirectory: ${join(workDir, "data")}}, delete: {enabled: true}}`,
+        `http: {addr: "${REGISTRY}"}`,
+        "",
+      ].join("\n"),
+    );
+    if (await registryAnswers())
+      throw new Error(`something already listens on ${REGISTRY}; stop it first`);
+    registry = spawn("docker-registry", ["serve", join(workDir, "config.yml")], {
+      stdio: "ignore",
+    });
+    await waitFor("the local registry", registryAnswers);
+    // One Switchyard per host: the installed copy owns the firewall table while it runs.
+    await docker(["plugin", "disable", "-f", networkDriver]);
+    snapshot = await snapshotHost();
+  });
+
+  after(async () => {
+    await t.cleanup();
+    await dockerMayFail(["plugin", "disable", "-f", INSTALLED]);
+    await dockerMayFail(["plugin", "rm", "-f", INSTALLED]);
+    await dockerMayFail(["plugin", "rm", "-f", NEXT]);
+    registry?.kill();
+    if (workDir !== "") rmSync(workDir, { recursive: true, force: true });
+    await dockerMayFail(["plugin", "enable", networkDriver]);
+    if (snapshot) await assertNothingLeft(snapshot);
+  });
+
+  async function checkNetwork(stage: string) {
+    assert.equal(
+      await containerAddress(pinned, network),
+      "10.231.13.50",
+      `${stage}: static address`,
+    );
+    const webAddress = await containerAddress(web, network);
+    assert.equal(await ping(pinned, webAddress), true, `${stage}: containers reach each other`);
+    await waitFor(
+      `${stage}: published port 18181`,
+      async () => (await fetchFromHost(18181)) === "switchyard-e2e",
+    );
+    const fresh = t.container(uniqueName(PREFIX));
+    await runContainer({ name: fresh, network });
+    const address = await containerAddress(fresh, network);
+    assert.ok(!addresses.has(address), `${stage}: ${address} handed out twice`);
+    addresses.add(address);
+  }
+
+  it("make push puts VERSION and latest in the registry", async () => {
+    await execFileAsync("make", ["--no-print-directory", "push", `REGISTRY=${REGISTRY}`], {
+      maxBuffer: 16 * 1024 * 1024,
+    });
+    const response = await fetch(`http://${REGISTRY}/v2/switchyard/tags/list`);
+    const { tags } = (await response.json()) as { tags: string[] };
+    assert.deepEqual([...tags].sort(), [VERSION, "latest"].sort());
+  });
+
+  it("installs from the registry and runs networks with it", async () => {
+    await docker(
+      [
+        "plugin",
+        "install",
+        "--grant-all-permissions",
+        "--alias",
+        ALIAS,
+        `${REGISTRY}/switchyard:${VERSION}`,
+        `state.source=${stateDir}`,
+      ].filter(Boolean),
+    );
+    assert.equal(await docker(["plugin", "inspect", "-f", "{{.Enabled}}", INSTALLED]), "true");
+    await docker([
+      "network",
+      "create",
+      "--driver",
+      INSTALLED,
+      "--ipam-driver",
+      INSTALLED,
+      "--subnet",
+      "10.231.13.0/24",
+      "--gateway",
+      "10.231.13.1",
+      t.network(network),
+    ]);
+    await runContainer({ name: t.container(pinned), network, ip: "10.231.13.50" });
+    await runContainer({
+      name: t.container(web),
+      network,
+      args: ["-p", "18181:80"],
+      cmd: ["sh", "-c", "echo switchyard-e2e > /tmp/index.html && httpd -f -p 80 -h /tmp"],
+    });
+    addresses.add("10.231.13.50");
+    addresses.add(await containerAddress(web, network));
+    await checkNetwork("installed from the registry");
+  });
+
+  it("upgrades to a new version with networks, addresses and ports intact", async () => {
+    // Version B: the same build with another manifest description, pushed under a new tag.
+    const dir = join(workDir, "next");
+    mkdirSync(dir);
+    cpSync("plugin/config.json", join(dir, "config.json"));
+    const manifest = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
+    manifest.description = `${manifest.description} (e2e next)`;
+    writeFileSync(join(dir, "config.json"), JSON.stringify(manifest));
+    // Hard links: the client tars the directory and would keep a symlink as a symlink.
+    await execFileAsync("cp", [
+      "-al",
+      join(process.cwd(), "plugin", "rootfs"),
+      join(dir, "rootfs"),
+    ]);
+    await docker(["plugin", "create", NEXT, dir]);
+    await docker(["plugin", "push", NEXT]);
+    await docker(["plugin", "rm", "-f", NEXT]);
+
+    await docker(["plugin", "disable", "-f", INSTALLED]);
+    await docker(["plugin", "upgrade", "--grant-all-permissions", INSTALLED, NEXT]);
+    await docker(["plugin", "enable", INSTALLED]);
+    assert.match(
+      await docker(["plugin", "inspect", "-f", "{{.Config.Description}}", INSTALLED]),
+      /e2e next/,
+    );
+    await checkNetwork("after upgrade");
+  });
+
+  it("downgrades back to the first version (same state format)", async () => {
+    await docker(["plugin", "disable", "-f", INSTALLED]);
+    await docker([
+      "plugin",
+      "upgrade",
+      "--grant-all-permissions",
+      INSTALLED,
+      `${REGISTRY}/switchyard:${VERSION}`,
+    ]);
+    await docker(["plugin", "enable", INSTALLED]);
+    assert.doesNotMatch(
+      await docker(["plugin", "inspect", "-f", "{{.Config.Description}}", INSTALLED]),
+      /e2e next/,
+    );
+    await checkNetwork("after downgrade");
+  });
+
+  it("a bad setting stops the plugin with a log line naming it", async () => {
+    await docker(["plugin", "disable", "-f", INSTALLED]);
+    await docker(["plugin", "set", INSTALLED, "LOG_LEVEL=chatty"]);
+    const enabled = await dockerMayFail(["plugin", "enable", "--timeout", "5", INSTALLED]);
+    assert.notEqual(enabled.exitCode, 0, "enable fails");
+    const log = readFileSync("/var/log/dockerd.log", "utf8");
+    assert.match(log, /setting LOG_LEVEL=\W*chatty\W* must be one of/);
+    await dockerMayFail(["plugin", "disable", "-f", INSTALLED]);
+    await docker(["plugin", "set", INSTALLED, "LOG_LEVEL=info"]);
+  });
+
+  it("state from a newer Switchyard is refused, not misread", async () => {
+    const file = join(stateDir, "state.json");
+    const saved = readFileSync(file, "utf8");
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(saved), version: 99 }));
+    try {
+      const enabled = await dockerMayFail(["plugin", "enable", "--timeout", "5", INSTALLED]);
+      assert.notEqual(enabled.exitCode, 0, "enable fails");
+      assert.match(
+        readFileSync("/var/log/dockerd.log", "utf8"),
+        /has version 99; this Switchyard reads version 1/,
+      );
+    } finally {
+      await dockerMayFail(["plugin", "disable", "-f", INSTALLED]);
+      writeFileSync(file, saved);
+    }
+    await docker(["plugin", "enable", INSTALLED]);
+    await checkNetwork("after the refused start");
+  });
+});

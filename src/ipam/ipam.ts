@@ -10,6 +10,7 @@ import { SparseBitmap } from "./bitmap.ts";
 import { checkDefaultPool, type IpamSettings, type ParsedDefaultPool } from "./defaults.ts";
 import {
   familyName,
+  firstAddress,
   formatAddress,
   formatPrefix,
   type IpAddress,
@@ -40,6 +41,11 @@ export interface PoolRequest {
 export interface AddressRequest {
   address?: string;
   gateway?: boolean;
+  /**
+   * Restricts automatic allocation to these CIDRs (the address blocks this host claimed in a
+   * multi-host network). An empty list means no address may be chosen automatically.
+   */
+  within?: readonly string[];
 }
 
 /** One pool in a snapshot; addresses are stored as bits at their offset from the network. */
@@ -245,6 +251,12 @@ export class Ipam {
         throw exhausted(`no free address left in pool ${formatPrefix(pool.prefix)}`);
       }
       offset = found;
+    } else if (req.within !== undefined) {
+      offset = findNextFreeWithin(
+        pool,
+        req.within.map((block) => this.#blockOffsets(pool, block)),
+      );
+      pool.cursor = offset;
     } else {
       offset = findNextFree(pool);
       pool.cursor = offset;
@@ -296,6 +308,20 @@ export class Ipam {
     const parsed = parseAddressOrPrefix(address);
     if (!prefixContainsAddress(pool.prefix, parsed)) return false;
     return pool.allocations.has(parsed.value - pool.first);
+  }
+
+  /** A block's offsets within the pool, clipped to the automatic range. */
+  #blockOffsets(pool: PoolState, block: string): { first: bigint; last: bigint } {
+    const prefix = parsePrefix(block);
+    if (prefix.v6 !== pool.prefix.v6 || !prefixContains(pool.prefix, prefix)) {
+      throw badRequest(`address block ${block} is not inside pool ${formatPrefix(pool.prefix)}`);
+    }
+    const first = firstAddress(prefix) - pool.first;
+    const last = lastAddress(prefix) - pool.first;
+    return {
+      first: first > pool.rangeFirst ? first : pool.rangeFirst,
+      last: last < pool.rangeLast ? last : pool.rangeLast,
+    };
   }
 
   #getPool(poolId: string): PoolState {
@@ -515,6 +541,21 @@ function findNextFree(pool: PoolState): bigint {
     throw exhausted(`no free address left in ${describeRange(pool)}`);
   }
   return found;
+}
+
+/** Like {@link findNextFree}, but only inside the given offset ranges (onward, then wrapping). */
+function findNextFreeWithin(pool: PoolState, ranges: { first: bigint; last: bigint }[]): bigint {
+  const after = pool.cursor === undefined ? -1n : pool.cursor;
+  const usable = ranges.filter((range) => range.first <= range.last);
+  for (const pass of [true, false]) {
+    for (const range of usable) {
+      const start = pass ? (after + 1n > range.first ? after + 1n : range.first) : range.first;
+      if (start > range.last) continue;
+      const found = pool.allocations.findClear(start, range.last);
+      if (found !== undefined) return found;
+    }
+  }
+  throw exhausted(`no free address left in this host's address blocks of ${describeRange(pool)}`);
 }
 
 function noHostsError(pool: PoolState, inRange: boolean): SwitchyardError {

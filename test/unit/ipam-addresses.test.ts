@@ -357,3 +357,47 @@ describe("isAllocated", () => {
     assert.throws(() => ipam.isAllocated(poolId, "x"), { kind: "BadRequest" });
   });
 });
+
+describe("allocation within claimed blocks (multi-host networks)", () => {
+  test("hands out addresses only inside the given blocks, onward, and says when they are full", () => {
+    const ipam = new Ipam(defaultIpamSettings());
+    const { poolId } = ipam.requestPool({
+      addressSpace: "LocalDefault",
+      pool: "10.60.0.0/24",
+      v6: false,
+    });
+    assert.equal(ipam.requestAddress(poolId, { gateway: true }), "10.60.0.1/24");
+    const blocks = ["10.60.0.64/30", "10.60.0.192/31"];
+    const got = [1, 2, 3, 4, 5, 6].map(() => ipam.requestAddress(poolId, { within: blocks }));
+    assert.deepEqual(got, [
+      "10.60.0.64/24",
+      "10.60.0.65/24",
+      "10.60.0.66/24",
+      "10.60.0.67/24",
+      "10.60.0.192/24",
+      "10.60.0.193/24",
+    ]);
+    assert.throws(
+      () => ipam.requestAddress(poolId, { within: blocks }),
+      /this host's address blocks/,
+    );
+    assert.throws(() => ipam.requestAddress(poolId, { within: [] }), /this host's address blocks/);
+    ipam.releaseAddress(poolId, "10.60.0.65");
+    assert.equal(ipam.requestAddress(poolId, { within: blocks }), "10.60.0.65/24");
+    assert.throws(
+      () => ipam.requestAddress(poolId, { within: ["10.61.0.0/30"] }),
+      /not inside pool/,
+    );
+  });
+
+  test("never hands out the network address of the first block", () => {
+    const ipam = new Ipam(defaultIpamSettings());
+    const { poolId } = ipam.requestPool({
+      addressSpace: "LocalDefault",
+      pool: "10.60.0.0/24",
+      v6: false,
+    });
+    ipam.requestAddress(poolId, { gateway: true });
+    assert.equal(ipam.requestAddress(poolId, { within: ["10.60.0.0/30"] }), "10.60.0.2/24");
+  });
+});

@@ -50,9 +50,12 @@ plugin: rootfs
 	  $(DOCKER) plugin disable -f $(PLUGIN) >/dev/null 2>&1 || true; \
 	  $(DOCKER) plugin rm -f $(PLUGIN) >/dev/null; \
 	fi
+	echo "$(PLUGIN)" > plugin/rootfs/etc/switchyard-plugin-name
 	$(DOCKER) plugin create $(PLUGIN) plugin
 
+## The state mount's host directory must exist before the plugin starts.
 enable: plugin
+	mkdir -p /var/lib/switchyard
 	$(DOCKER) plugin enable $(PLUGIN)
 	@echo "switchyard enabled: docker network create --driver $(PLUGIN) --ipam-driver $(PLUGIN) ..."
 
@@ -65,6 +68,7 @@ push: rootfs
 	for tag in $(VERSION) latest; do \
 	  name=$(REGISTRY)/switchyard:$$tag; \
 	  $(DOCKER) plugin rm -f $$name >/dev/null 2>&1 || true; \
+	  echo "$$name" > plugin/rootfs/etc/switchyard-plugin-name; \
 	  $(DOCKER) plugin create $$name plugin; \
 	  $(DOCKER) plugin push $$name; \
 	  $(DOCKER) plugin rm -f $$name >/dev/null; \

@@ -57,6 +57,10 @@ cp /lib64/ld-linux-x86-64.so.2 "$rootfs/lib64/" 2>/dev/null || cp "$(readlink -f
 cp /etc/protocols /etc/services "$rootfs/etc/" 2>/dev/null || true
 printf 'root:x:0:0:root:/root:/bin/false\n' >"$rootfs/etc/passwd"
 printf 'root:x:0:\n' >"$rootfs/etc/group"
+# Docker 20.10 refuses a second plugin whose rootfs layer is byte-identical to an installed
+# one ("content … already exists"); the Makefile writes the plugin's name here before each
+# docker plugin create, which makes each layer distinct.
+echo unnamed >"$rootfs/etc/switchyard-plugin-name"
 
 rootfs_bytes=$(du -sb "$rootfs" | cut -f1)
 node_bytes=$(stat -c %s "$node_bin")

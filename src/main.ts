@@ -1,14 +1,18 @@
-import { chmod, mkdir, rm } from "node:fs/promises";
+import { randomUUID } from "node:crypto";
+import { chmod, mkdir, readFile, rm } from "node:fs/promises";
+import { hostname } from "node:os";
 import { dirname } from "node:path";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import { buildApp } from "./app.ts";
+import { ClusterService } from "./cluster/cluster.ts";
+import { EtcdClient } from "./cluster/etcd.ts";
 import { IpDatapath } from "./datapath/ip-datapath.ts";
 import { IpamDriver } from "./driver/ipam-driver.ts";
 import { NetworkDriver } from "./driver/network-driver.ts";
-import { createRunner } from "./exec/runner.ts";
+import { createRunner, type Runner } from "./exec/runner.ts";
 import { createFirewall } from "./firewall/host-firewall.ts";
 import { ProxyPublisher } from "./proxy/port-proxy.ts";
-import { readSettings } from "./settings.ts";
+import { readSettings, type Settings } from "./settings.ts";
 import { StateManager } from "./state/state-manager.ts";
 import { FileStore } from "./state/store.ts";
 
@@ -22,14 +26,22 @@ async function main(): Promise<void> {
     defaultPoolsV6: settings.defaultPoolsV6,
   });
   const firewall = createFirewall(runner, logger);
-  const network = new NetworkDriver({
+  const datapath = new IpDatapath(runner);
+  let network: NetworkDriver | undefined;
+  const cluster = await createCluster(settings, state, runner, logger, (vni, peers) => {
+    network
+      ?.updatePeers(vni, peers)
+      .catch((error: unknown) => logger.error({ err: error, vni }, "cannot update peer hosts"));
+  });
+  network = new NetworkDriver({
     state,
-    datapath: new IpDatapath(runner),
+    datapath,
     firewall,
     publisher: new ProxyPublisher(logger),
     logger,
+    ...(cluster === undefined ? {} : { cluster }),
   });
-  const app = buildApp({ network, ipam: new IpamDriver(state), logger });
+  const app = buildApp({ network, ipam: new IpamDriver(state, cluster, logger), logger });
 
   await mkdir(dirname(settings.socketPath), { recursive: true });
   await rm(settings.socketPath, { force: true });
@@ -47,17 +59,20 @@ async function main(): Promise<void> {
 
   // After a restart the host may have lost bridges, addresses and rules (a reboot, a person):
   // repair them once listening, so dockerd never waits on this.
-  network
+  const driver = network;
+  driver
     .reconcile()
+    .then(() => cluster?.resume(driver.clusterNetworks()))
     .catch((error: unknown) =>
       logger.error({ err: error }, "cannot reconcile the host at start-up"),
     );
-  network
+  driver
     .restorePublishedPorts()
     .catch((error: unknown) => logger.error({ err: error }, "cannot restore published ports"));
 
   const stop = (signal: string): void => {
     logger.info({ signal }, "stopping");
+    cluster?.stop();
     app.close().then(
       () => process.exit(0),
       () => process.exit(1),
@@ -65,6 +80,54 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+}
+
+/** The multi-host side, when ETCD_ENDPOINTS is set: etcd client, this host's ID and VTEP. */
+async function createCluster(
+  settings: Settings,
+  state: StateManager,
+  runner: Runner,
+  logger: Logger,
+  onPeers: (vni: number, peers: string[]) => void,
+): Promise<ClusterService | undefined> {
+  if (settings.etcdEndpoints.length === 0) return undefined;
+  const read = async (path: string | undefined) =>
+    path === undefined ? undefined : readFile(path);
+  const etcd = new EtcdClient(settings.etcdEndpoints, {
+    ca: await read(settings.etcdCaFile),
+    cert: await read(settings.etcdCertFile),
+    key: await read(settings.etcdKeyFile),
+  });
+  const vtep = await findVtep(runner, settings.vxlanLocal);
+  const hostId = state.document.cluster?.hostId || `${hostname()}-${randomUUID().slice(0, 8)}`;
+  logger.info({ etcd: settings.etcdEndpoints, vtep, hostId }, "multi-host networks enabled");
+  return new ClusterService({
+    etcd,
+    logger,
+    identity: { hostId, vtep },
+    blockLength: settings.addressBlockLength,
+    onPeers,
+  });
+}
+
+/** This host's VXLAN underlay address: VXLAN_LOCAL (address or interface), else the default route's. */
+async function findVtep(runner: Runner, setting: string): Promise<string> {
+  if (/^[0-9]{1,3}(\.[0-9]{1,3}){3}$/.test(setting)) return setting;
+  let device = setting;
+  if (device === "") {
+    const { stdout } = await runner(["ip", "-j", "-4", "route", "show", "default"]);
+    device = (JSON.parse(stdout) as { dev?: string }[])[0]?.dev ?? "";
+    if (device === "")
+      throw new Error(
+        "setting VXLAN_LOCAL is empty and there is no default route to pick an address from; set it",
+      );
+  }
+  const { stdout } = await runner(["ip", "-j", "-4", "addr", "show", "dev", device]);
+  const address = (JSON.parse(stdout) as { addr_info?: { local?: string }[] }[])[0]?.addr_info?.[0]
+    ?.local;
+  if (address === undefined)
+    throw new Error(`setting VXLAN_LOCAL: interface "${device}" has no IPv4 address`);
+  return address;
 }
 
 main().catch((error: unknown) => {

@@ -7,6 +7,15 @@ export interface Settings {
   stateDir: string;
   defaultPoolsV4: DefaultPool[];
   defaultPoolsV6: DefaultPool[];
+  /** etcd client URLs; empty: no multi-host networks. */
+  etcdEndpoints: string[];
+  etcdCaFile?: string;
+  etcdCertFile?: string;
+  etcdKeyFile?: string;
+  /** VXLAN underlay: an IPv4 address or an interface name; empty: the default route's. */
+  vxlanLocal: string;
+  /** Prefix length of the address blocks a host claims in a multi-host network. */
+  addressBlockLength: number;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -27,7 +36,46 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
       throw new Error(`setting ${name}="${text}" is invalid: ${(error as Error).message}`);
     }
   };
+  const etcdEndpoints = (env.ETCD_ENDPOINTS ?? "")
+    .split(",")
+    .map((item) => item.trim())
+    .filter((item) => item !== "");
+  for (const endpoint of etcdEndpoints) {
+    let url: URL;
+    try {
+      url = new URL(endpoint);
+    } catch {
+      throw new Error(
+        `setting ETCD_ENDPOINTS has "${endpoint}", which is not a URL like http://10.0.0.5:2379`,
+      );
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw new Error(
+        `setting ETCD_ENDPOINTS has "${endpoint}": only http:// and https:// are supported`,
+      );
+    }
+  }
+  const blockText = env.ADDRESS_BLOCK_SIZE || "26";
+  const addressBlockLength = /^[0-9]{1,3}$/.test(blockText) ? Number(blockText) : Number.NaN;
+  if (!(addressBlockLength >= 16 && addressBlockLength <= 30)) {
+    throw new Error(
+      `setting ADDRESS_BLOCK_SIZE="${blockText}" must be a prefix length from 16 to 30 (26: blocks of 64 addresses)`,
+    );
+  }
+  const vxlanLocal = env.VXLAN_LOCAL ?? "";
+  if (vxlanLocal !== "" && !/^[A-Za-z0-9_.:-]{1,39}$/.test(vxlanLocal)) {
+    throw new Error(
+      `setting VXLAN_LOCAL="${vxlanLocal}" must be an IPv4 address or an interface name`,
+    );
+  }
+  const file = (name: string): string | undefined => env[name] || undefined;
   return {
+    etcdEndpoints,
+    ...(file("ETCD_CA_FILE") === undefined ? {} : { etcdCaFile: file("ETCD_CA_FILE") }),
+    ...(file("ETCD_CERT_FILE") === undefined ? {} : { etcdCertFile: file("ETCD_CERT_FILE") }),
+    ...(file("ETCD_KEY_FILE") === undefined ? {} : { etcdKeyFile: file("ETCD_KEY_FILE") }),
+    vxlanLocal,
+    addressBlockLength,
     logLevel,
     socketPath: env.SOCKET_PATH || "/run/docker/plugins/switchyard.sock",
     stateDir: env.STATE_DIR || "/var/lib/switchyard",

@@ -27,6 +27,16 @@ export interface VethSpec {
   mtu?: number;
 }
 
+/** The VXLAN device that carries a multi-host network between hosts. */
+export interface VxlanSpec {
+  name: string;
+  vni: number;
+  /** This host's underlay address. */
+  local: string;
+  bridge: string;
+  mtu?: number;
+}
+
 /** Host interface operations, named for intent and idempotent. */
 export interface Datapath {
   /** The interface with that name, or undefined. */
@@ -45,4 +55,10 @@ export interface Datapath {
   detach(hostName: string): Promise<void>;
   /** Deletes an interface (and a veth's peer); absent is success. */
   deleteLink(name: string): Promise<void>;
+  /** Creates the VXLAN device if missing and enslaves it to the bridge, up. */
+  ensureVxlan(spec: VxlanSpec): Promise<void>;
+  /** Makes the device flood broadcast and unknown traffic to exactly these peers. */
+  setFloodPeers(device: string, peers: readonly string[]): Promise<void>;
+  /** The MTU of the interface holding an address (the underlay), or undefined. */
+  mtuOfAddress(address: string): Promise<number | undefined>;
 }

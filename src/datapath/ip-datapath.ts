@@ -1,6 +1,6 @@
 import { internal } from "../errors.ts";
 import { CommandError, type Runner } from "../exec/runner.ts";
-import type { BridgeSpec, Datapath, LinkInfo, VethSpec } from "./datapath.ts";
+import type { BridgeSpec, Datapath, LinkInfo, VethSpec, VxlanSpec } from "./datapath.ts";
 
 interface IpLinkJson {
   ifname: string;
@@ -131,6 +131,56 @@ export class IpDatapath implements Datapath {
     } catch (error) {
       if (!isMissing(error)) throw error;
     }
+  }
+
+  async ensureVxlan(spec: VxlanSpec): Promise<void> {
+    const existing = await this.link(spec.name);
+    const mtu = spec.mtu === undefined ? "" : ` mtu ${spec.mtu}`;
+    const commands: string[] = [];
+    if (existing !== undefined && existing.kind !== "vxlan") {
+      throw internal(
+        `cannot create VXLAN device "${spec.name}": an interface of kind ${existing.kind ?? "device"} has that name`,
+      );
+    }
+    if (existing === undefined) {
+      // Learning on: remote containers' MACs are learnt from traffic; flood entries (one per
+      // peer host) carry broadcasts and the first packets.
+      commands.push(
+        `link add ${spec.name} type vxlan id ${spec.vni} local ${spec.local} dstport 4789`,
+      );
+    }
+    commands.push(`link set dev ${spec.name}${mtu} master ${spec.bridge} up`);
+    await this.#batch(commands);
+  }
+
+  async setFloodPeers(device: string, peers: readonly string[]): Promise<void> {
+    const { stdout } = await this.#run(["bridge", "-j", "fdb", "show", "dev", device]);
+    const entries = JSON.parse(stdout || "[]") as { mac?: string; dst?: string }[];
+    const current = new Set(
+      entries
+        .filter((entry) => entry.mac === "00:00:00:00:00:00" && entry.dst !== undefined)
+        .map((entry) => entry.dst),
+    );
+    const wanted = new Set(peers);
+    const commands: string[] = [];
+    for (const peer of wanted) {
+      if (!current.has(peer))
+        commands.push(`fdb append 00:00:00:00:00:00 dev ${device} dst ${peer}`);
+    }
+    for (const peer of current) {
+      if (peer !== undefined && !wanted.has(peer))
+        commands.push(`fdb del 00:00:00:00:00:00 dev ${device} dst ${peer}`);
+    }
+    if (commands.length > 0) {
+      await this.#run(["bridge", "-batch", "-"], { input: `${commands.join("\n")}\n` });
+    }
+  }
+
+  async mtuOfAddress(address: string): Promise<number | undefined> {
+    const { stdout } = await this.#run(["ip", "-j", "addr", "show"]);
+    const entries = JSON.parse(stdout) as (IpAddrJson & { mtu?: number })[];
+    return entries.find((entry) => (entry.addr_info ?? []).some((info) => info.local === address))
+      ?.mtu;
   }
 
   async #addresses(name: string): Promise<Set<string>> {

@@ -1,14 +1,28 @@
-import { badRequest } from "../errors.ts";
+import type { Logger } from "pino";
+import type { ClusterService } from "../cluster/cluster.ts";
+import { badRequest, internal, SwitchyardError } from "../errors.ts";
 import { Ipam } from "../ipam/ipam.ts";
 import { OptionKeys } from "../protocol/wire.ts";
+import type { ClusterNetworkRecord } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 
 /** The IPAM driver: the pure allocator, with every change saved before it is answered. */
 export class IpamDriver {
   readonly #state: StateManager;
+  readonly #cluster: ClusterService | undefined;
+  readonly #logger: Logger | undefined;
 
-  constructor(state: StateManager) {
+  constructor(state: StateManager, cluster?: ClusterService, logger?: Logger) {
     this.#state = state;
+    this.#cluster = cluster;
+    this.#logger = logger;
+  }
+
+  /** The multi-host network a pool belongs to, if any. */
+  #clusterNetwork(poolId: string): ClusterNetworkRecord | undefined {
+    return Object.values(this.#state.document.cluster?.networks ?? {}).find(
+      (network) => network.poolId === poolId,
+    );
   }
 
   defaultAddressSpaces(): { local: string; global: string } {
@@ -47,12 +61,64 @@ export class IpamDriver {
   }): Promise<string> {
     const gateway =
       input.options?.[OptionKeys.requestAddressType] === OptionKeys.gatewayAddressType;
-    return this.#state.change((_state, ipam) =>
-      ipam.requestAddress(input.poolId, { address: input.address || undefined, gateway }),
-    );
+    const address = input.address || undefined;
+    const shared = this.#clusterNetwork(input.poolId);
+    const cluster = this.#cluster;
+    if (shared === undefined || cluster === undefined || gateway) {
+      return this.#state.change((_state, ipam) =>
+        ipam.requestAddress(input.poolId, { address, gateway }),
+      );
+    }
+    // A multi-host network: a static address must be free on every host; automatic ones come
+    // from the blocks this host claimed, and a new block is claimed only when those are full.
+    return this.#state.change(async (state, ipam) => {
+      const record = state.cluster?.networks[String(shared.vni)];
+      if (record === undefined) throw internal(`multi-host network ${shared.vni} vanished`);
+      if (address !== undefined) {
+        const result = ipam.requestAddress(input.poolId, { address });
+        const bare = address.split("/")[0] ?? address;
+        await cluster.claimAddress(shared.vni, bare);
+        record.statics = [...(record.statics ?? []), bare];
+        return result;
+      }
+      try {
+        return ipam.requestAddress(input.poolId, { within: record.blocks });
+      } catch (error) {
+        if (!(error instanceof SwitchyardError && error.kind === "Exhausted")) throw error;
+      }
+      let block: string;
+      try {
+        block = await cluster.claimBlock(shared.vni, record.subnet, record.blocks);
+      } catch (error) {
+        const reason = error instanceof Error ? error.message : String(error);
+        throw new SwitchyardError(
+          error instanceof SwitchyardError ? error.kind : "Internal",
+          `no free address left in this host's blocks of ${record.subnet} and no new block could be claimed: ${reason}`,
+        );
+      }
+      record.blocks.push(block);
+      return ipam.requestAddress(input.poolId, { within: record.blocks });
+    });
   }
 
-  releaseAddress(poolId: string, address: string): Promise<void> {
-    return this.#state.change((_state, ipam) => ipam.releaseAddress(poolId, address));
+  async releaseAddress(poolId: string, address: string): Promise<void> {
+    const bare = address.split("/")[0] ?? address;
+    const wasStatic = await this.#state.change((state, ipam) => {
+      ipam.releaseAddress(poolId, address);
+      const shared = this.#clusterNetwork(poolId);
+      const record = shared === undefined ? undefined : state.cluster?.networks[String(shared.vni)];
+      if (record?.statics?.includes(bare) !== true) return false;
+      record.statics = record.statics.filter((item) => item !== bare);
+      return true;
+    });
+    const shared = this.#clusterNetwork(poolId);
+    if (!wasStatic || shared === undefined || this.#cluster === undefined) return;
+    // A static address taken cluster-wide goes back too; if etcd is away it stays taken
+    // until this host leaves the network (never handed out twice, at worst held too long).
+    await this.#cluster
+      .releaseAddress(shared.vni, bare)
+      .catch((error: unknown) =>
+        this.#logger?.warn({ err: error }, "cannot release address in etcd"),
+      );
   }
 }

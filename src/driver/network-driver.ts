@@ -1,9 +1,11 @@
 import type { Logger } from "pino";
+import type { ClusterService } from "../cluster/cluster.ts";
 import type { Datapath } from "../datapath/datapath.ts";
 import { badRequest, conflict, exhausted, notFound, SwitchyardError } from "../errors.ts";
 import type { Firewall } from "../firewall/firewall.ts";
 import type { PortPublisher } from "../proxy/port-proxy.ts";
 import type {
+  ClusterState,
   EndpointRecord,
   NetworkAddressing,
   NetworkRecord,
@@ -16,6 +18,7 @@ import { bridgeNameFor, macFor, validateMac, vethNamesFor } from "./names.ts";
 import { parseNetworkOptions } from "./options.ts";
 import { bindingsClash, candidateHostPorts, describeBinding, parsePortBindings } from "./ports.ts";
 import { UndoList } from "./undo.ts";
+import { vxlanDeviceName } from "./vxlan.ts";
 
 /** A network as CreateNetwork describes it, after decoding. */
 export interface CreateNetworkInput {
@@ -63,6 +66,9 @@ function toAddressing(
 const networkKey = (networkId: string): string => `network:${networkId}`;
 const PORTS_KEY = "ports";
 const BRIDGES_KEY = "bridges";
+const vxlanKey = (vni: number): string => `vxlan:${vni}`;
+/** Bytes a VXLAN header adds (outer Ethernet, IP, UDP and VXLAN). */
+const VXLAN_OVERHEAD = 50;
 
 /** The network driver: keeps state, host interfaces and the packet filter in step. */
 export class NetworkDriver {
@@ -72,6 +78,9 @@ export class NetworkDriver {
   readonly #logger: Logger;
   readonly #publisher: PortPublisher;
   readonly #locks = new KeyedLocks();
+  readonly #cluster: ClusterService | undefined;
+  /** Latest peers seen per VXLAN id, also before the network exists here. */
+  readonly #pendingPeers = new Map<number, string[]>();
 
   constructor(deps: {
     state: StateManager;
@@ -79,7 +88,9 @@ export class NetworkDriver {
     firewall: Firewall;
     publisher: PortPublisher;
     logger: Logger;
+    cluster?: ClusterService;
   }) {
+    this.#cluster = deps.cluster;
     this.#publisher = deps.publisher;
     this.#state = deps.state;
     this.#datapath = deps.datapath;
@@ -91,10 +102,15 @@ export class NetworkDriver {
     const options = parseNetworkOptions(input.options);
     const ipv4 = toAddressing(input.ipv4, "IPv4Data");
     const ipv6 = options.enableIpv6 ? toAddressing(input.ipv6, "IPv6Data") : [];
+    const vni = options.vxlanId;
     const keys = [networkKey(input.networkId), BRIDGES_KEY];
-    return this.#locks.run(keys, () =>
-      this.#state.change(async (state) => {
-        if (state.networks[input.networkId] !== undefined) return; // a retry of a create that worked
+    if (vni !== undefined) keys.push(vxlanKey(vni));
+    return this.#locks.run(keys, async () => {
+      if (this.#state.document.networks[input.networkId] !== undefined) return; // a retry
+      // Multi-host: agree with the other hosts in etcd first (outside the state lock).
+      const cluster =
+        vni === undefined ? undefined : await this.#joinCluster(vni, ipv4, options.mtu);
+      return this.#state.change(async (state) => {
         const bridge =
           options.existingBridge ?? options.bridgeName ?? bridgeNameFor(input.networkId);
         const owner = Object.values(state.networks).find((network) => network.bridge === bridge);
@@ -132,21 +148,123 @@ export class NetworkDriver {
         };
         if (options.mtu !== undefined) record.mtu = options.mtu;
         if (options.hostBindingIpv4 !== undefined) record.hostBindingIpv4 = options.hostBindingIpv4;
+        if (cluster !== undefined) {
+          record.vxlanId = cluster.vni;
+          record.mtu = cluster.mtu;
+        }
         const undo = new UndoList(this.#logger);
         try {
           if (record.bridgeOwned) {
             await this.#ensureOwnedBridge(record);
             undo.push("delete bridge", () => this.#datapath.deleteBridge(bridge));
           }
+          if (cluster !== undefined) {
+            await this.#ensureVxlan(record, cluster.peers);
+            undo.push("delete vxlan", () =>
+              this.#datapath.deleteLink(vxlanDeviceName(cluster.vni)),
+            );
+            const poolId = this.#state.ipam
+              .pools()
+              .find((pool) => !pool.v6 && pool.pool === ipv4[0]?.pool)?.poolId;
+            const clusterState = this.#clusterState(state);
+            clusterState.networks[String(cluster.vni)] = {
+              vni: cluster.vni,
+              networkId: record.id,
+              ...(poolId === undefined ? {} : { poolId }),
+              subnet: cluster.subnet,
+              gateway: cluster.gateway,
+              blocks: [],
+              peers: cluster.peers,
+            };
+          }
           state.networks[record.id] = record;
           await this.#firewall.apply(state);
         } catch (error) {
           delete state.networks[record.id];
+          if (cluster !== undefined) delete state.cluster?.networks[String(cluster.vni)];
           await undo.rollback();
+          if (cluster !== undefined) await this.#leaveCluster(cluster.vni, []);
           throw error;
         }
-      }),
+      });
+    });
+  }
+
+  /** Checks a multi-host network against etcd and this host; what createNetwork needs next. */
+  async #joinCluster(vni: number, ipv4: NetworkAddressing[], mtu: number | undefined) {
+    const cluster = this.#cluster;
+    if (cluster === undefined) {
+      throw badRequest(
+        "option vxlan.id makes a multi-host network, which needs etcd: docker plugin set switchyard:latest ETCD_ENDPOINTS=http://HOST:2379 (while disabled)",
+      );
+    }
+    const first = ipv4[0];
+    if (first?.gateway === undefined)
+      throw badRequest(`a multi-host network needs an IPv4 subnet and gateway`);
+    const owner = Object.values(this.#state.document.networks).find(
+      (network) => network.vxlanId === vni,
     );
+    if (owner !== undefined) {
+      throw conflict(
+        `vxlan.id ${vni} is already used by network ${owner.id.slice(0, 12)} on this host`,
+      );
+    }
+    await cluster.joinNetwork(vni, { subnet: first.pool, gateway: first.gateway });
+    // VXLAN adds 50 bytes: unless told otherwise, leave room for them under the underlay MTU.
+    const underlay = (await this.#datapath.mtuOfAddress(cluster.identity.vtep)) ?? 1500;
+    return {
+      vni,
+      subnet: first.pool,
+      gateway: first.gateway,
+      mtu: mtu ?? underlay - VXLAN_OVERHEAD,
+      peers: this.#pendingPeers.get(vni) ?? [],
+    };
+  }
+
+  async #leaveCluster(vni: number, blocks: readonly string[]): Promise<void> {
+    try {
+      await this.#cluster?.leaveNetwork(vni, blocks);
+    } catch (error) {
+      this.#logger.warn(
+        { err: error, vni },
+        "cannot remove this host's entries from etcd; they age out or go with the last host",
+      );
+    }
+  }
+
+  async #ensureVxlan(network: NetworkRecord, peers: readonly string[]): Promise<void> {
+    const cluster = this.#cluster;
+    if (network.vxlanId === undefined || cluster === undefined) return;
+    const name = vxlanDeviceName(network.vxlanId);
+    await this.#datapath.ensureVxlan({
+      name,
+      vni: network.vxlanId,
+      local: cluster.identity.vtep,
+      bridge: network.bridge,
+      mtu: network.mtu,
+    });
+    await this.#datapath.setFloodPeers(name, peers);
+  }
+
+  /** The other hosts of a multi-host network changed (from the etcd watch). */
+  updatePeers(vni: number, peers: string[]): Promise<void> {
+    return this.#locks.run([vxlanKey(vni)], async () => {
+      this.#pendingPeers.set(vni, peers);
+      const record = this.#state.document.cluster?.networks[String(vni)];
+      if (record === undefined) return;
+      await this.#datapath.setFloodPeers(vxlanDeviceName(vni), peers);
+      if (record.peers.join() === peers.join()) return;
+      this.#logger.info({ vni, peers }, "peer hosts changed");
+      await this.#state.change((state) => {
+        const current = state.cluster?.networks[String(vni)];
+        if (current !== undefined) current.peers = peers;
+      });
+    });
+  }
+
+  #clusterState(state: StateDocument): ClusterState {
+    state.cluster ??= { hostId: this.#cluster?.identity.hostId ?? "", networks: {} };
+    return state.cluster;
   }
 
   deleteNetwork(networkId: string): Promise<void> {
@@ -162,7 +280,14 @@ export class NetworkDriver {
           delete state.endpoints[endpoint.id];
         }
         delete state.networks[networkId];
+        const vni = network.vxlanId;
+        const clusterRecord = vni === undefined ? undefined : state.cluster?.networks[String(vni)];
+        if (vni !== undefined) delete state.cluster?.networks[String(vni)];
         await this.#firewall.apply(state);
+        if (vni !== undefined) {
+          await this.#datapath.deleteLink(vxlanDeviceName(vni));
+          await this.#leaveCluster(vni, clusterRecord?.blocks ?? []);
+        }
         if (network.bridgeOwned) await this.#datapath.deleteBridge(network.bridge);
       }),
     );
@@ -400,6 +525,14 @@ export class NetworkDriver {
     );
   }
 
+  /** Multi-host networks this host is part of, to re-join in etcd after a restart. */
+  clusterNetworks(): { vni: number; config: { subnet: string; gateway: string } }[] {
+    return Object.values(this.#state.document.cluster?.networks ?? {}).map((network) => ({
+      vni: network.vni,
+      config: { subnet: network.subnet, gateway: network.gateway },
+    }));
+  }
+
   /** Everything the driver knows, for the status view: networks, endpoints, published ports. */
   status(): Record<string, unknown> {
     const state = this.#state.document;
@@ -463,6 +596,15 @@ export class NetworkDriver {
             repairs.push(problem);
           }
         }
+        for (const network of Object.values(state.networks)) {
+          if (network.vxlanId === undefined) continue;
+          if (!links.has(vxlanDeviceName(network.vxlanId)))
+            repairs.push(`re-created VXLAN device ${vxlanDeviceName(network.vxlanId)}`);
+          await this.#ensureVxlan(
+            network,
+            state.cluster?.networks[String(network.vxlanId)]?.peers ?? [],
+          );
+        }
         // Running containers whose bridge was re-created: put their veths back on it.
         for (const endpoint of Object.values(state.endpoints)) {
           const network = state.networks[endpoint.networkId];
@@ -484,6 +626,10 @@ export class NetworkDriver {
         );
         for (const link of links.values()) {
           const strayVeth = /^vsy[0-9a-f]{11}$/.test(link.name) && !knownVeths.has(link.name);
+          const knownVxlans = Object.values(state.networks).map((network) =>
+            network.vxlanId === undefined ? "" : vxlanDeviceName(network.vxlanId),
+          );
+          const strayVxlan = /^syvx[0-9]+$/.test(link.name) && !knownVxlans.includes(link.name);
           const strayBridge =
             link.kind === "bridge" &&
             /^sy-[0-9a-f]{12}$/.test(link.name) &&
@@ -522,7 +668,19 @@ export class NetworkDriver {
     const addresses = [...network.ipv4, ...network.ipv6]
       .map((item) => item.gateway)
       .filter((gateway): gateway is string => gateway !== undefined);
-    await this.#datapath.ensureBridge({ name: network.bridge, addresses, mtu: network.mtu });
+    // Every host of a multi-host network gives its bridge the same gateway MAC (as well as
+    // the same gateway address), so a container sees one gateway wherever it runs.
+    const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
+    const mac =
+      network.vxlanId !== undefined && gateway !== undefined
+        ? macFor(network.id, gateway)
+        : undefined;
+    await this.#datapath.ensureBridge({
+      name: network.bridge,
+      addresses,
+      mtu: network.mtu,
+      ...(mac === undefined ? {} : { mac }),
+    });
   }
 
   #network(state: StateDocument, networkId: string): NetworkRecord {

@@ -1,3 +1,4 @@
+import { parseVxlanId } from "../cluster/cluster.ts";
 import { badRequest } from "../errors.ts";
 import { OptionKeys, type WireOptions } from "../protocol/wire.ts";
 import { validateInterfaceName } from "./names.ts";
@@ -16,6 +17,8 @@ export interface NetworkOptions {
   enableIpv6: boolean;
   /** The `-o` options as given. */
   generic: Record<string, string>;
+  /** A multi-host network's VXLAN id: the same on every host makes them one network. */
+  vxlanId?: number;
 }
 
 /** The `-o` keys Switchyard understands, with what each does (also printed in errors). */
@@ -26,6 +29,7 @@ export const GENERIC_OPTIONS = {
   "com.docker.network.bridge.enable_icc": "allow traffic between containers of the network",
   "com.docker.network.bridge.enable_ip_masquerade": "masquerade traffic leaving the network",
   "com.docker.network.bridge.host_binding_ipv4": "default host address for published ports",
+  "vxlan.id": "make a multi-host network: hosts creating it with the same id share it over VXLAN",
 } as const;
 
 function parseBoolean(key: string, value: string): boolean {
@@ -104,6 +108,9 @@ export function parseNetworkOptions(options: WireOptions | null | undefined): Ne
         break;
       case "com.docker.network.bridge.host_binding_ipv4":
         parsed.hostBindingIpv4 = parseIpv4(key, value);
+        break;
+      case "vxlan.id":
+        parsed.vxlanId = parseVxlanId(value);
         break;
       default:
         throw badRequest(

@@ -1,3 +1,5 @@
+import { macFor } from "../driver/names.ts";
+import { vxlanDeviceName } from "../driver/vxlan.ts";
 import type { EndpointRecord, NetworkRecord, StateDocument } from "../state/model.ts";
 
 /** Name of Switchyard's nftables table (family inet: one table for IPv4 and IPv6). */
@@ -61,7 +63,12 @@ function publishRules(network: NetworkRecord, endpoint: EndpointRecord): string[
  */
 export function renderNftables(state: Readonly<StateDocument>): string {
   const all = networks(state);
-  const lines = [`table inet ${NFT_TABLE} {}`, `delete table inet ${NFT_TABLE}`];
+  const lines = [
+    `table inet ${NFT_TABLE} {}`,
+    `delete table inet ${NFT_TABLE}`,
+    `table bridge ${NFT_TABLE} {}`,
+    `delete table bridge ${NFT_TABLE}`,
+  ];
   if (all.length === 0) return `${lines.join("\n")}\n`;
   const endpoints = Object.values(state.endpoints).sort((a, b) => a.id.localeCompare(b.id));
   const publish = endpoints.flatMap((endpoint) => {
@@ -85,7 +92,57 @@ export function renderNftables(state: Readonly<StateDocument>): string {
     "  }",
     "}",
   );
+  const multiHost = all.filter((network) => network.vxlanId !== undefined);
+  if (multiHost.length > 0) {
+    lines.push(
+      `table bridge ${NFT_TABLE} {`,
+      "  chain forward {",
+      "    type filter hook forward priority -10; policy accept;",
+      ...indent(multiHost.flatMap(gatewayForwardRules)),
+      "  }",
+      "  chain output {",
+      "    type filter hook output priority -10; policy accept;",
+      ...indent(multiHost.flatMap(gatewayOutputRules)),
+      "  }",
+      "}",
+    );
+  }
   return `${lines.join("\n")}\n`;
+}
+
+/** The gateway of a multi-host network (same address and MAC on every host) and its VXLAN device. */
+function gatewayOf(
+  network: NetworkRecord,
+): { device: string; address: string; mac: string } | undefined {
+  const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
+  if (network.vxlanId === undefined || gateway === undefined) return undefined;
+  return {
+    device: quote(vxlanDeviceName(network.vxlanId)),
+    address: bare(gateway),
+    mac: macFor(network.id, gateway),
+  };
+}
+
+/**
+ * Each host answers for the gateway itself: ARP for the gateway address never crosses the
+ * VXLAN device, and nothing from another host's gateway MAC is let in.
+ */
+function gatewayForwardRules(network: NetworkRecord): string[] {
+  const gateway = gatewayOf(network);
+  if (gateway === undefined) return [];
+  return [
+    `oifname ${gateway.device} arp daddr ip ${gateway.address} drop comment "gateway stays local"`,
+    `iifname ${gateway.device} arp daddr ip ${gateway.address} drop comment "gateway stays local"`,
+    `iifname ${gateway.device} ether saddr ${gateway.mac} drop comment "gateway stays local"`,
+  ];
+}
+
+function gatewayOutputRules(network: NetworkRecord): string[] {
+  const gateway = gatewayOf(network);
+  if (gateway === undefined) return [];
+  return [
+    `oifname ${gateway.device} ether saddr ${gateway.mac} drop comment "gateway stays local"`,
+  ];
 }
 
 /**

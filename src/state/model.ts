@@ -23,6 +23,32 @@ export interface NetworkRecord {
   hostBindingIpv4?: string;
   /** The `-o` options exactly as given, kept for the status view and reconciliation. */
   options: Record<string, string>;
+  /** Set for a multi-host network: its VXLAN id (`-o vxlan.id=N`). */
+  vxlanId?: number;
+}
+
+/** This host's share of a multi-host network (the shared part lives in etcd). */
+export interface ClusterNetworkRecord {
+  vni: number;
+  networkId: string;
+  /** The local IPAM pool addresses of this network come from. */
+  poolId?: string;
+  subnet: string;
+  /** Gateway with prefix length, the same on every host. */
+  gateway: string;
+  /** Address blocks this host claimed in etcd; automatic addresses come only from these. */
+  blocks: string[];
+  /** Underlay addresses of the other hosts, last seen (used while etcd is away). */
+  peers: string[];
+  /** Static addresses (`--ip`) this host took cluster-wide in etcd. */
+  statics?: string[];
+}
+
+/** Multi-host state kept locally. */
+export interface ClusterState {
+  /** This host's ID in etcd, made once and kept. */
+  hostId: string;
+  networks: Record<string, ClusterNetworkRecord>;
 }
 
 /** One published port as Docker describes it in the port map. */
@@ -54,6 +80,7 @@ export interface StateDocument {
   ipam: IpamSnapshot;
   networks: Record<string, NetworkRecord>;
   endpoints: Record<string, EndpointRecord>;
+  cluster?: ClusterState;
 }
 
 /** The state of a plugin that has never run. */

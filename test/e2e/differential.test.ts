@@ -21,8 +21,16 @@ import {
 } from "./lib/docker.ts";
 import { assertNothingLeft, type HostSnapshot, hostPing, snapshotHost } from "./lib/host.ts";
 import { BUILT_IN, createExtendedNetwork, type DriverPair, SWITCHYARD } from "./lib/networks.ts";
-import { createOutsideHost, type OutsideHost } from "./lib/outside.ts";
-import { hostPrimaryAddress, httpGetFrom, ON_HOST } from "./lib/probe.ts";
+import { createOutsideHost, type OutsideHost, WHOAMI_PORT } from "./lib/outside.ts";
+import {
+  type BackgroundServer,
+  hostPrimaryAddress,
+  httpGetFrom,
+  ON_HOST,
+  type Place,
+  startWhoamiServer,
+  tcpRequest,
+} from "./lib/probe.ts";
 import { removeLeftovers, type Tracker, track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-diff";
@@ -35,7 +43,8 @@ interface RunPlan {
   drivers: DriverPair;
   /** Third octets of 10.231.X.0/24 for networks A, B, internal, icc-off, no-masquerade. */
   octets: { a: number; b: number; internal: number; icc: number; noMasq: number };
-  ports: { a: number; internal: number; icc: number };
+  /** Host ports: a1's web server, a1's who-am-I server, i1's and x1's web servers. */
+  ports: { a: number; whoami: number; internal: number; icc: number };
 }
 
 const PLANS: Record<"bridge" | "switchyard", RunPlan> = {
@@ -43,13 +52,13 @@ const PLANS: Record<"bridge" | "switchyard", RunPlan> = {
     label: "built-in bridge",
     drivers: BUILT_IN,
     octets: { a: 50, b: 51, internal: 52, icc: 53, noMasq: 54 },
-    ports: { a: 8191, internal: 8192, icc: 8193 },
+    ports: { a: 8191, whoami: 8197, internal: 8192, icc: 8193 },
   },
   switchyard: {
     label: "Switchyard",
     drivers: SWITCHYARD,
     octets: { a: 55, b: 56, internal: 57, icc: 58, noMasq: 59 },
-    ports: { a: 8194, internal: 8195, icc: 8196 },
+    ports: { a: 8194, whoami: 8198, internal: 8195, icc: 8196 },
   },
 };
 
@@ -74,8 +83,7 @@ async function pool<T>(tasks: (() => Promise<T>)[], limit = 6): Promise<T[]> {
 }
 
 /** True when the answer of an HTTP GET carries `token`. */
-const serves = (response: string | undefined, token: string) =>
-  response !== undefined && response.includes(token);
+const serves = (response: string | undefined, token: string) => response?.includes(token) === true;
 
 /** Builds one driver's networks and containers, measures every case, and removes it all. */
 async function measure(
@@ -85,6 +93,7 @@ async function measure(
   outer: Tracker,
 ): Promise<Matrix> {
   const t = track();
+  const servers: BackgroundServer[] = [];
   try {
     const name = () => t.container(outer.container(uniqueName(PREFIX)));
     const net = async (key: keyof RunPlan["octets"], extra: object = {}) => {
@@ -116,7 +125,14 @@ async function measure(
         ...(port === undefined ? {} : { args: ["-p", `${port}:80`] }),
         cmd: httpServerCommand(token(what)),
       });
-    const a1 = await web(A, "a1", plan.ports.a);
+    const a1 = await runContainer({
+      name: name(),
+      network: A,
+      args: ["-p", `${plan.ports.a}:80`, "-p", `${plan.ports.whoami}:${WHOAMI_PORT}`],
+      cmd: httpServerCommand(token("a1")),
+    });
+    // Tells each client which source address a1 sees for it through the published port.
+    servers.push(await startWhoamiServer({ kind: "container", container: a1 }, WHOAMI_PORT));
     const a2 = await web(A, "a2");
     const b1 = await web(B, "b1");
     const ab = await runContainer({ name: name(), network: A });
@@ -145,6 +161,23 @@ async function measure(
       x1: await containerGateway(x1, X),
     };
 
+    /** How a1 sees a client at `from` that reached it through its published who-am-I port. */
+    const seenByA1 = async (from: Place, address: string) => {
+      const response = await tcpRequest(from, address, plan.ports.whoami);
+      const seen = response?.trim() ?? "";
+      if (seen === "") return "no connection";
+      const known: Record<string, string> = {
+        [gatewayOf.a1]: "A's gateway",
+        [primary]: "host primary address",
+        [outside.hostAddress]: "host veth address",
+        [outside.address]: "outside host's address",
+        [addr.a2]: "client's address (a2)",
+        [addr.b1]: "client's address (b1)",
+        [addr.d1]: "client's address (default bridge)",
+      };
+      return known[seen] ?? `other address ${seen}`;
+    };
+    const inside = (container: string): Place => ({ kind: "container", container });
     const source = async (container: string, own: string): Promise<string> => {
       const seen = await outside.sourceSeenFrom(container);
       if (seen === undefined) return "no connection";
@@ -191,8 +224,12 @@ async function measure(
       ["A → outside: ping", () => outside.pingedFrom(a1)],
       ["A → outside: source seen", () => source(a1, addr.a1)],
       [
-        "outside → A container address (routed, not published): tcp",
+        "outside → A container, routed to its address, on a port it publishes: tcp",
         async () => serves(await outside.httpGet(addr.a1, 80), token("a1")),
+      ],
+      [
+        "outside → A container, routed to its address, on a port it does not publish: tcp",
+        async () => serves(await outside.httpGet(addr.a2, 80), token("a2")),
       ],
       ["no masquerade → outside: ping", () => outside.pingedFrom(n1)],
       ["no masquerade → outside: source seen", () => source(n1, addr.n1)],
@@ -214,6 +251,15 @@ async function measure(
         "published: default-bridge container via primary",
         published(d1, primary, plan.ports.a, "a1"),
       ],
+      ["published, source a1 sees: host via primary", () => seenByA1(ON_HOST, primary)],
+      ["published, source a1 sees: host via 127.0.0.1", () => seenByA1(ON_HOST, "127.0.0.1")],
+      [
+        "published, source a1 sees: outside via host address",
+        () => seenByA1(outside.place, outside.hostAddress),
+      ],
+      ["published, source a1 sees: same-network container", () => seenByA1(inside(a2), primary)],
+      ["published, source a1 sees: B container", () => seenByA1(inside(b1), primary)],
+      ["published, source a1 sees: default-bridge container", () => seenByA1(inside(d1), primary)],
       // Internal network
       ["internal: same network ping", () => ping(i1, addr.i2)],
       [
@@ -265,6 +311,7 @@ async function measure(
     const values = await pool(cases.map(([, run]) => run));
     return Object.fromEntries(cases.map(([key], index) => [key, values[index] ?? "not measured"]));
   } finally {
+    for (const server of servers) await server.close();
     await t.cleanup();
   }
 }

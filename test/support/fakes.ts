@@ -1,6 +1,12 @@
 import { pino } from "pino";
 import { buildApp } from "../../src/app.ts";
-import type { BridgeSpec, Datapath, LinkInfo, VethSpec } from "../../src/datapath/datapath.ts";
+import type {
+  BridgeSpec,
+  Datapath,
+  LinkInfo,
+  VethSpec,
+  VxlanSpec,
+} from "../../src/datapath/datapath.ts";
 import { IpamDriver } from "../../src/driver/ipam-driver.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { NoFirewall } from "../../src/firewall/firewall.ts";
@@ -85,6 +91,28 @@ export class FakeDatapath implements Datapath {
   async detach(hostName: string): Promise<void> {
     const link = this.hostLinks.get(hostName);
     if (link !== undefined) link.master = undefined;
+  }
+
+  readonly floodPeers = new Map<string, string[]>();
+
+  async ensureVxlan(spec: VxlanSpec): Promise<void> {
+    this.hostLinks.set(spec.name, {
+      name: spec.name,
+      kind: "vxlan",
+      up: true,
+      master: spec.bridge,
+      mtu: spec.mtu ?? 1450,
+      mac: undefined,
+      addresses: [],
+    });
+  }
+
+  async setFloodPeers(device: string, peers: readonly string[]): Promise<void> {
+    this.floodPeers.set(device, [...peers]);
+  }
+
+  async mtuOfAddress(): Promise<number | undefined> {
+    return 1500;
   }
 
   async deleteLink(name: string): Promise<void> {

@@ -34,7 +34,7 @@ describe("renderNftables", () => {
   it("removes the table when there is no network", () => {
     assert.equal(
       renderNftables(emptyState()),
-      "table inet switchyard {}\ndelete table inet switchyard\n",
+      "table inet switchyard {}\ndelete table inet switchyard\ntable bridge switchyard {}\ndelete table bridge switchyard\n",
     );
   });
 
@@ -58,6 +58,8 @@ describe("renderNftables", () => {
       renderNftables(document),
       `table inet switchyard {}
 delete table inet switchyard
+table bridge switchyard {}
+delete table bridge switchyard
 table inet switchyard {
   chain forward {
     type filter hook forward priority -10; policy accept;

@@ -298,12 +298,12 @@ export async function publishedHostPort(
 
   const endpoint = (await containerEndpointId(container, network)).slice(0, 12);
   if (endpoint === "") return undefined;
-  const target = (await docker([
+  const target = await docker([
     "inspect",
     "--format",
     `{{with index .NetworkSettings.Networks ${JSON.stringify(network)}}}{{.IPAddress}}{{end}}`,
     container,
-  ])) as string;
+  ]);
   const deadline = Date.now() + 3_000;
   for (;;) {
     const log = await readFile(DOCKERD_LOG, "utf8").catch(() => "");

@@ -1,0 +1,2 @@
+/** Name of a multi-host network's VXLAN device (fits IFNAMSIZ: the id has at most 8 digits). */
+export const vxlanDeviceName = (vni: number): string => `syvx${vni}`;

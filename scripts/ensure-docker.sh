@@ -33,6 +33,12 @@ if ! command -v docker-registry >/dev/null 2>&1; then
   apt_install docker-registry
 fi
 
+# Multi-host tests run a real etcd (Debian's etcd-server, 3.4).
+if ! command -v etcd >/dev/null 2>&1; then
+  echo "ensure-docker: installing etcd-server"
+  apt_install etcd-server
+fi
+
 if [[ ! -x /bin/busybox ]]; then
   echo "ensure-docker: installing busybox-static"
   apt_install busybox-static

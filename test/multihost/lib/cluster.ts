@@ -60,6 +60,13 @@ const PLUGIN_DIR_INSIDE = "/plugin";
 /** Source of the plugin's `state` mount (config.json); the directory must exist. */
 const PLUGIN_STATE_DIR = "/var/lib/switchyard";
 const READY_TIMEOUT_MS = 90_000;
+/** SY_MH_DEBUG=1 prints how long each start-up step takes. */
+const DEBUG = process.env.SY_MH_DEBUG === "1";
+const epoch = Date.now();
+
+function debug(message: string): void {
+  if (DEBUG) console.error(`# sy-mh +${((Date.now() - epoch) / 1000).toFixed(1)}s ${message}`);
+}
 
 /** Address of simulated host number `index` (1-based) on the cluster network. */
 export function hostAddress(index: number): string {
@@ -319,6 +326,7 @@ async function startEtcdContainer(): Promise<void> {
     `${ETCD_CONTAINER}=http://127.0.0.1:2380`,
   ]);
   await waitForEtcd();
+  debug("etcd answers");
 }
 
 function waitForEtcd(): Promise<void> {
@@ -471,21 +479,26 @@ async function startHost(
     `${host.name}-docker:/var/lib/docker`,
     DIND_IMAGE,
   ]);
+  debug(`${host.name}: container started`);
   await waitForInnerDocker(host);
+  debug(`${host.name}: dockerd answers`);
 
   await streamInto(
     { file: DOCKER_CLIENT, args: ["save", TEST_IMAGE] },
     host.name,
     "docker load >/dev/null",
   );
+  debug(`${host.name}: test image loaded`);
 
   await streamInto(
     { file: "tar", args: ["-C", "plugin", "-c", "."] },
     host.name,
     `rm -rf ${PLUGIN_DIR_INSIDE} && mkdir -p ${PLUGIN_DIR_INSIDE} && tar -x -C ${PLUGIN_DIR_INSIDE}`,
   );
+  debug(`${host.name}: plugin directory copied`);
   await host.exec(["mkdir", "-p", PLUGIN_STATE_DIR]);
   await host.docker(["plugin", "create", PLUGIN, PLUGIN_DIR_INSIDE]);
+  debug(`${host.name}: plugin created`);
   // `plugin create` copied the rootfs into /var/lib/docker/plugins.
   await host.exec(["rm", "-rf", PLUGIN_DIR_INSIDE]);
   const settings = pluginSettings?.(host, { etcdUrl: ETCD_URL }) ?? [];
@@ -504,6 +517,7 @@ async function startHost(
     );
   }
   await waitForPlugin(host);
+  debug(`${host.name}: plugin enabled`);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -517,6 +531,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
   if (!Number.isInteger(options.hosts) || options.hosts < 1 || options.hosts > 200) {
     throw new Error(`hosts must be 1..200, not ${options.hosts}`);
   }
+  debug("startCluster");
   await checkPrerequisites();
   await removeClusterLeftovers();
   await Promise.all([
@@ -546,6 +561,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       `com.docker.network.bridge.name=${CLUSTER_NETWORK}`,
       CLUSTER_NETWORK,
     ]);
+    debug(`${CLUSTER_NETWORK} created`);
     await Promise.all([
       startEtcdContainer(),
       ...hosts.map((host) => startHost(host, options.pluginSettings)),

@@ -203,7 +203,8 @@ export class ClusterService {
       while (!controller.signal.aborted) {
         try {
           const peers = new Map<string, string>();
-          for (const entry of await this.#etcd.range(prefix)) peers.set(entry.key, entry.value);
+          const listing = await this.#etcd.snapshot(prefix);
+          for (const entry of listing.entries) peers.set(entry.key, entry.value);
           const publish = () =>
             this.#onPeers(
               vni,
@@ -221,6 +222,7 @@ export class ClusterService {
               publish();
             },
             controller.signal,
+            listing.revision,
           );
         } catch (error) {
           this.#logger.debug({ err: error, vni }, "watch of peers broke");

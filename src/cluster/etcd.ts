@@ -66,15 +66,22 @@ export class EtcdClient {
 
   /** Every key with the prefix, in key order. */
   async range(prefix: string): Promise<KeyValue[]> {
+    return (await this.snapshot(prefix)).entries;
+  }
+
+  /** Every key with the prefix and the store revision they were read at (to watch from). */
+  async snapshot(prefix: string): Promise<{ entries: KeyValue[]; revision: string }> {
     const answer = await this.#call("/v3/kv/range", {
       key: encode(prefix),
       range_end: prefixEnd(prefix),
     });
-    return ((answer.kvs as RawKv[] | undefined) ?? []).map((kv) => ({
+    const revision = String((answer.header as { revision?: string } | undefined)?.revision ?? "0");
+    const entries = ((answer.kvs as RawKv[] | undefined) ?? []).map((kv) => ({
       key: decode(kv.key),
       value: decode(kv.value),
       ...(kv.lease === undefined ? {} : { lease: kv.lease }),
     }));
+    return { entries, revision };
   }
 
   /** One key's value, or undefined. */
@@ -138,12 +145,20 @@ export class EtcdClient {
    * Watches a prefix until `signal` aborts, calling `onEvent` for each change. Returns when
    * the stream ends (etcd restarted, connection lost): callers re-list and watch again.
    */
-  watch(prefix: string, onEvent: (event: WatchEvent) => void, signal: AbortSignal): Promise<void> {
+  watch(
+    prefix: string,
+    onEvent: (event: WatchEvent) => void,
+    signal: AbortSignal,
+    afterRevision?: string,
+  ): Promise<void> {
     const endpoint = this.#endpoints[this.#preferred] ?? this.#endpoints[0];
     if (endpoint === undefined) return Promise.resolve();
     return new Promise((resolve) => {
+      // Starting right after the revision a listing was read at, no change in between is missed.
+      const start =
+        afterRevision === undefined ? {} : { start_revision: String(BigInt(afterRevision) + 1n) };
       const body = JSON.stringify({
-        create_request: { key: encode(prefix), range_end: prefixEnd(prefix) },
+        create_request: { key: encode(prefix), range_end: prefixEnd(prefix), ...start },
       });
       const req = this.#request(endpoint, "/v3/watch", body, undefined, (res) => {
         let buffer = "";

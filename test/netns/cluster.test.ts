@@ -16,6 +16,7 @@ import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
 import { MemoryStore } from "../../src/state/store.ts";
+import { startEtcd } from "../support/etcd.ts";
 import { createNamespace, inNamespace, pings, requireRoot } from "../support/netns.ts";
 
 const ETCD_PORT = 23_791;
@@ -43,7 +44,7 @@ interface SimHost {
  */
 describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
   let etcd: ChildProcess | undefined;
-  let etcdDir = "";
+  let stopEtcd: () => void = () => undefined;
   const hosts: SimHost[] = [];
 
   async function makeHost(vtep: string): Promise<SimHost> {
@@ -122,42 +123,9 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
 
   before(async () => {
     requireRoot();
-    try {
-      execFileSync("sh", ["-c", "command -v etcd"], { stdio: "ignore" });
-    } catch {
-      throw new Error("multi-host netns tests need etcd: apt-get install -y etcd-server");
-    }
-    etcdDir = mkdtempSync(join(tmpdir(), "sy-etcd-"));
-    etcd = spawn(
-      "etcd",
-      [
-        "--data-dir",
-        etcdDir,
-        "--listen-client-urls",
-        ETCD_URL,
-        "--advertise-client-urls",
-        ETCD_URL,
-        "--listen-peer-urls",
-        "http://127.0.0.1:23801",
-        "--initial-advertise-peer-urls",
-        "http://127.0.0.1:23801",
-        "--initial-cluster",
-        "default=http://127.0.0.1:23801",
-      ],
-      { stdio: "ignore" },
-    );
-    const client = new EtcdClient([ETCD_URL]);
-    for (let attempt = 0; ; attempt++) {
-      if (
-        await client.range("x").then(
-          () => true,
-          () => false,
-        )
-      )
-        break;
-      if (attempt > 100) throw new Error("etcd did not start");
-      await sleep(100);
-    }
+    const started = await startEtcd(ETCD_PORT);
+    etcd = started.process;
+    stopEtcd = started.stop;
     const a = await makeHost("10.250.1.1");
     const b = await makeHost("10.250.1.2");
     hosts.push(a, b);
@@ -191,8 +159,7 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
       }
       host.ns.destroy();
     }
-    etcd?.kill();
-    if (etcdDir !== "") rmSync(etcdDir, { recursive: true, force: true });
+    stopEtcd();
   });
 
   const addresses: string[] = [];

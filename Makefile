@@ -1,6 +1,7 @@
 # Switchyard — the two commands a newcomer needs:
 #   make enable   build the plugin and enable it as switchyard:latest (starts dockerd if needed)
-#   make test     type-check, lint, unit/protocol, netns and end-to-end tests against real dockerd
+#   make test     type-check, lint, unit/protocol, netns, end-to-end (real dockerd) and
+#                 multi-host (Docker-in-Docker + etcd) tests
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PLUGIN ?= switchyard:latest
@@ -9,7 +10,7 @@ DOCKER := DOCKER_API_VERSION=1.41 /usr/bin/docker
 NODE := node_modules/.bin/node
 export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status push demo rootfs
+.PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status push demo rootfs multihost
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -35,6 +36,11 @@ netns: deps
 
 e2e: deps
 	$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/e2e/**/*.test.ts'
+
+## Multi-host tests: three Docker-in-Docker hosts and an etcd container (needs plugin/rootfs).
+multihost: deps docker
+	[[ -d plugin/rootfs ]] || $(MAKE) rootfs
+	$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/multihost/**/*.test.ts'
 
 ## Starts dockerd if none answers (installing docker.io on a fresh Debian) and imports the test image.
 docker:
@@ -88,7 +94,7 @@ remove:
 	-$(DOCKER) plugin disable -f $(PLUGIN)
 	$(DOCKER) plugin rm -f $(PLUGIN)
 
-test: check unit docker netns enable e2e
+test: check unit docker netns enable e2e multihost
 
 clean:
 	rm -rf dist plugin/rootfs plugin/config.json

@@ -634,9 +634,10 @@ export class NetworkDriver {
             link.kind === "bridge" &&
             /^sy-[0-9a-f]{12}$/.test(link.name) &&
             !knownBridges.has(link.name);
-          if (strayVeth || strayBridge) {
+          if (strayVeth || strayBridge || strayVxlan) {
             await this.#datapath.deleteLink(link.name);
-            repairs.push(`removed stray ${strayVeth ? "veth" : "bridge"} ${link.name}`);
+            const kind = strayVeth ? "veth" : strayVxlan ? "VXLAN device" : "bridge";
+            repairs.push(`removed stray ${kind} ${link.name}`);
           }
         }
         await this.#firewall.apply(state);

@@ -318,10 +318,11 @@ export class Ipam {
     }
     const first = firstAddress(prefix) - pool.first;
     const last = lastAddress(prefix) - pool.first;
-    return {
-      first: first > pool.rangeFirst ? first : pool.rangeFirst,
-      last: last < pool.rangeLast ? last : pool.rangeLast,
-    };
+    // biome-ignore lint/complexity/useMathMinMax: bigints; Math.max does not take them
+    const clippedFirst = first > pool.rangeFirst ? first : pool.rangeFirst;
+    // biome-ignore lint/complexity/useMathMinMax: bigints; Math.min does not take them
+    const clippedLast = last < pool.rangeLast ? last : pool.rangeLast;
+    return { first: clippedFirst, last: clippedLast };
   }
 
   #getPool(poolId: string): PoolState {

@@ -25,6 +25,8 @@ export interface VethSpec {
   peerName: string;
   peerMac: string;
   mtu?: number;
+  /** Bridge to enslave the host end to (and bring it up), in the same command. */
+  bridge?: string;
 }
 
 /** The VXLAN device that carries a multi-host network between hosts. */

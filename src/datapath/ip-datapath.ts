@@ -88,23 +88,13 @@ export class IpDatapath implements Datapath {
 
   async ensureVeth(spec: VethSpec): Promise<void> {
     const mtu = spec.mtu === undefined ? [] : ["mtu", String(spec.mtu)];
+    const master = spec.bridge === undefined ? [] : ["master", spec.bridge, "up"];
     const add = [
-      "ip",
-      "link",
-      "add",
-      "name",
-      spec.hostName,
-      ...mtu,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      spec.peerName,
-      "address",
-      spec.peerMac,
-      ...mtu,
+      ...["ip", "link", "add", "name", spec.hostName, ...mtu, ...master, "type", "veth"],
+      ...["peer", "name", spec.peerName, "address", spec.peerMac, ...mtu],
     ];
-    // One command in the usual case; a leftover pair of the same name is replaced.
+    // One command in the usual case (create, attach, up); a leftover pair of the same name is
+    // replaced.
     const first = await this.#run(add, { allowFailure: true });
     if (first.exitCode === 0) return;
     if (!/File exists/i.test(first.stderr)) throw new CommandError(add, first);

@@ -79,6 +79,8 @@ export class NetworkDriver {
   readonly #publisher: PortPublisher;
   readonly #locks = new KeyedLocks();
   readonly #cluster: ClusterService | undefined;
+  /** Veth deletions still running, per network. */
+  readonly #pendingDeletes = new Map<string, Set<Promise<void>>>();
   /** Latest peers seen per VXLAN id, also before the network exists here. */
   readonly #pendingPeers = new Map<number, string[]>();
 
@@ -273,6 +275,7 @@ export class NetworkDriver {
       this.#state.change(async (state) => {
         const network = state.networks[networkId];
         if (network === undefined) return; // already gone: Docker may retry
+        await this.#waitForDeletes(networkId);
         for (const endpoint of Object.values(state.endpoints)) {
           if (endpoint.networkId !== networkId) continue;
           await this.#publisher.close(endpoint.id);
@@ -316,19 +319,34 @@ export class NetworkDriver {
         hostVeth,
         peerVeth,
         mac,
-        joined: false,
+        joined: true,
         ports: [],
       };
       if (input.address !== undefined) record.address = input.address;
       if (input.addressV6 !== undefined) record.addressV6 = input.addressV6;
       // Host work outside the state lock, so other networks' requests run meanwhile; this
-      // network's lock keeps its own requests in order.
-      await this.#datapath.ensureVeth({
+      // network's lock keeps its own requests in order. The veth is made, attached to the
+      // bridge and up in one command (as Docker's bridge driver attaches at CreateEndpoint),
+      // so Join and Leave need no command at all.
+      const veth = {
         hostName: hostVeth,
         peerName: peerVeth,
         peerMac: mac,
         mtu: network.mtu,
-      });
+        bridge: network.bridge,
+      };
+      try {
+        await this.#datapath.ensureVeth(veth);
+      } catch (error) {
+        // After a host reboot the bridge may be gone and Docker replays nothing: repair it
+        // (only on failure, so the usual CreateEndpoint costs one command).
+        this.#logger.warn(
+          { err: error, bridge: network.bridge },
+          "veth create failed; repairing the bridge",
+        );
+        await this.#repairBridge(network);
+        await this.#datapath.ensureVeth(veth);
+      }
       try {
         await this.#state.change((state) => {
           state.endpoints[record.id] = record;
@@ -351,10 +369,32 @@ export class NetworkDriver {
         delete state.endpoints[endpointId];
         if (hadPorts) await this.#firewall.apply(state);
       });
-      // After the record is gone: a crash in between leaves a stray veth, which start-up
-      // reconciliation removes, never a record without its veth.
-      await this.#datapath.deleteLink(endpoint.hostVeth);
+      // After the record is gone (a crash in between leaves a stray veth, which start-up
+      // reconciliation removes, never a record without its veth), and after answering: the
+      // kernel takes ~20 ms to delete a veth, which need not hold up `docker rm`.
+      this.#deleteLater(networkId, endpoint.hostVeth);
     });
+  }
+
+  /** Deletes a link in the background; deleteNetwork and reconcile wait for these. */
+  #deleteLater(networkId: string, link: string): void {
+    const deletion = this.#datapath
+      .deleteLink(link)
+      .catch((error: unknown) =>
+        this.#logger.warn({ err: error, link }, "cannot delete veth; start-up reconciliation will"),
+      )
+      .finally(() => this.#pendingDeletes.get(networkId)?.delete(deletion));
+    const pending = this.#pendingDeletes.get(networkId) ?? new Set<Promise<void>>();
+    pending.add(deletion);
+    this.#pendingDeletes.set(networkId, pending);
+  }
+
+  async #waitForDeletes(networkId?: string): Promise<void> {
+    const sets =
+      networkId === undefined
+        ? [...this.#pendingDeletes.values()]
+        : [this.#pendingDeletes.get(networkId)];
+    await Promise.all(sets.flatMap((set) => [...(set ?? [])]));
   }
 
   endpointInfo(networkId: string, endpointId: string): Record<string, unknown> {
@@ -374,48 +414,32 @@ export class NetworkDriver {
     };
   }
 
-  join(networkId: string, endpointId: string): Promise<JoinResult> {
-    return this.#locks.run([networkKey(networkId)], async () => {
-      const network = this.#network(this.#state.document, networkId);
-      const endpoint = this.#endpoint(this.#state.document, networkId, endpointId);
-      try {
-        await this.#datapath.attach(endpoint.hostVeth, network.bridge);
-      } catch (error) {
-        // After a host reboot the bridge and veth may be gone and Docker replays nothing: repair
-        // here (only on failure, so the usual Join costs one command).
-        this.#logger.warn({ err: error, bridge: network.bridge }, "attach failed; repairing");
-        await this.#repairEndpoint(network, endpoint);
-        await this.#datapath.attach(endpoint.hostVeth, network.bridge);
+  /**
+   * Hands Docker the container end. The veth was made and attached in CreateEndpoint, so
+   * this needs neither a command nor a save: it only reads the state.
+   */
+  async join(networkId: string, endpointId: string): Promise<JoinResult> {
+    const network = this.#network(this.#state.document, networkId);
+    const endpoint = this.#endpoint(this.#state.document, networkId, endpointId);
+    const result: JoinResult = { srcName: endpoint.peerVeth, disableGatewayService: false };
+    if (!network.internal) {
+      const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
+      if (gateway !== undefined && endpoint.address !== undefined) result.gateway = bare(gateway);
+      const gatewayV6 = network.ipv6.find((item) => item.gateway !== undefined)?.gateway;
+      if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined) {
+        result.gatewayV6 = bare(gatewayV6);
       }
-      await this.#state.change((state) => {
-        const record = state.endpoints[endpointId];
-        if (record !== undefined) record.joined = true;
-      });
-      const result: JoinResult = { srcName: endpoint.peerVeth, disableGatewayService: false };
-      if (!network.internal) {
-        const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
-        if (gateway !== undefined && endpoint.address !== undefined) result.gateway = bare(gateway);
-        const gatewayV6 = network.ipv6.find((item) => item.gateway !== undefined)?.gateway;
-        if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined)
-          result.gatewayV6 = bare(gatewayV6);
-      }
-      // Without a gateway Docker would add the container to docker_gwbridge too.
-      result.disableGatewayService = result.gateway === undefined && result.gatewayV6 === undefined;
-      return result;
-    });
+    }
+    // Without a gateway Docker would add the container to docker_gwbridge too.
+    result.disableGatewayService = result.gateway === undefined && result.gatewayV6 === undefined;
+    return result;
   }
 
-  leave(networkId: string, endpointId: string): Promise<void> {
-    return this.#locks.run([networkKey(networkId)], async () => {
-      const endpoint = this.#state.document.endpoints[endpointId];
-      if (endpoint === undefined || endpoint.networkId !== networkId) return;
-      await this.#datapath.detach(endpoint.hostVeth);
-      await this.#state.change((state) => {
-        const record = state.endpoints[endpointId];
-        if (record !== undefined) record.joined = false;
-      });
-    });
-  }
+  /**
+   * Docker moves the container end back to the host itself; DeleteEndpoint, which always
+   * follows, removes the pair. As with Docker's bridge driver there is nothing to do here.
+   */
+  async leave(_networkId: string, _endpointId: string): Promise<void> {}
 
   /** Publishes the endpoint's ports (`-p`): host ports chosen and held, DNAT rules applied. */
   programExternalConnectivity(
@@ -424,6 +448,10 @@ export class NetworkDriver {
     options: Record<string, unknown> | null | undefined,
   ): Promise<void> {
     const requested = parsePortBindings(options);
+    // Nothing to publish (no -p): answer at once, without queueing behind other work.
+    if (requested.length === 0 && this.#state.document.endpoints[endpointId]?.ports.length === 0) {
+      return Promise.resolve();
+    }
     const keys = [networkKey(networkId), PORTS_KEY];
     return this.#locks.run(keys, () =>
       this.#state.change(async (state) => {
@@ -450,6 +478,7 @@ export class NetworkDriver {
   }
 
   revokeExternalConnectivity(networkId: string, endpointId: string): Promise<void> {
+    if (this.#state.document.endpoints[endpointId]?.ports.length === 0) return Promise.resolve();
     const keys = [networkKey(networkId), PORTS_KEY];
     return this.#locks.run(keys, () =>
       this.#state.change(async (state) => {
@@ -583,6 +612,7 @@ export class NetworkDriver {
   reconcile(): Promise<string[]> {
     return this.#locks.exclusive(() =>
       this.#state.change(async (state) => {
+        await this.#waitForDeletes();
         const repairs: string[] = [];
         const links = new Map((await this.#datapath.links()).map((link) => [link.name, link]));
         for (const network of Object.values(state.networks)) {
@@ -647,21 +677,18 @@ export class NetworkDriver {
     );
   }
 
-  async #repairEndpoint(network: NetworkRecord, endpoint: EndpointRecord): Promise<void> {
+  /** Re-creates an owned bridge; a vanished user bridge is an error naming it. */
+  async #repairBridge(network: NetworkRecord): Promise<void> {
     if (network.bridgeOwned) {
       await this.#ensureOwnedBridge(network);
+      await this.#ensureVxlan(
+        network,
+        this.#state.document.cluster?.networks[String(network.vxlanId)]?.peers ?? [],
+      );
     } else if ((await this.#datapath.link(network.bridge))?.kind !== "bridge") {
       throw notFound(
         `cannot attach to network ${network.id.slice(0, 12)}: its bridge "${network.bridge}" no longer exists on this host; re-create it`,
       );
-    }
-    if ((await this.#datapath.link(endpoint.hostVeth)) === undefined) {
-      await this.#datapath.ensureVeth({
-        hostName: endpoint.hostVeth,
-        peerName: endpoint.peerVeth,
-        peerMac: endpoint.mac,
-        mtu: network.mtu,
-      });
     }
   }
 

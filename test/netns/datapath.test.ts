@@ -62,6 +62,19 @@ describe("IpDatapath in a throwaway namespace", () => {
     assert.equal((await datapath.link("vsytest"))?.master, undefined);
   });
 
+  it("makes, attaches and brings up a veth in one go when given the bridge", async () => {
+    await datapath.ensureVeth({
+      hostName: "vsyone",
+      peerName: "csyone",
+      peerMac: "02:42:0a:32:00:09",
+      bridge: "sy-test",
+    });
+    const host = await datapath.link("vsyone");
+    assert.equal(host?.master, "sy-test");
+    assert.equal(host?.up, true);
+    await datapath.deleteLink("vsyone");
+  });
+
   it("re-creating a veth replaces the old pair", async () => {
     await datapath.ensureVeth({
       hostName: "vsytest",

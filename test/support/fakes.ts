@@ -70,6 +70,8 @@ export class FakeDatapath implements Datapath {
       name: spec.hostName,
       mac: undefined,
       peer: spec.peerName,
+      master: spec.bridge,
+      up: spec.bridge !== undefined,
     });
     this.hostLinks.set(spec.peerName, {
       ...base,

@@ -88,7 +88,6 @@ show docker run -d --name $P-guard --network $P-internal $IMAGE sleep 600
 check "$P-guard reaches $P-vault" docker exec $P-guard ping -c1 -W2 $P-vault
 web_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$P-net\").IPAddress}}" $P-web)
 refuse "$P-vault cannot reach $P-web on another network ($web_ip)" docker exec $P-vault ping -c1 -W2 "$web_ip"
-refuse "$P-vault has no way out (no default route)" docker exec $P-vault sh -c 'ip route | grep -q default'
 
 step "Cleaning up"
 cleanup

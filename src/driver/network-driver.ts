@@ -422,13 +422,13 @@ export class NetworkDriver {
     const network = this.#network(this.#state.document, networkId);
     const endpoint = this.#endpoint(this.#state.document, networkId, endpointId);
     const result: JoinResult = { srcName: endpoint.peerVeth, disableGatewayService: false };
-    if (!network.internal) {
-      const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
-      if (gateway !== undefined && endpoint.address !== undefined) result.gateway = bare(gateway);
-      const gatewayV6 = network.ipv6.find((item) => item.gateway !== undefined)?.gateway;
-      if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined) {
-        result.gatewayV6 = bare(gatewayV6);
-      }
+    // Internal networks get their gateway too, as with Docker 20.10's bridge driver: the
+    // packet filter, not a missing route, keeps their traffic in.
+    const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
+    if (gateway !== undefined && endpoint.address !== undefined) result.gateway = bare(gateway);
+    const gatewayV6 = network.ipv6.find((item) => item.gateway !== undefined)?.gateway;
+    if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined) {
+      result.gatewayV6 = bare(gatewayV6);
     }
     // Without a gateway Docker would add the container to docker_gwbridge too.
     result.disableGatewayService = result.gateway === undefined && result.gatewayV6 === undefined;

@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { badRequest } from "../errors.ts";
 import { OptionKeys } from "../protocol/wire.ts";
 import type { PortBinding } from "../state/model.ts";
@@ -47,8 +48,26 @@ export function parsePortBindings(
   });
 }
 
-/** Docker's range for `-p CONTAINERPORT` with no host port. */
-export const EPHEMERAL_PORTS = { first: 49153, last: 60999 } as const;
+/**
+ * The range `-p CONTAINERPORT` (no host port) takes from: the kernel's ephemeral range, as
+ * Docker's port allocator reads it, else Docker's fallback 49153–65535.
+ */
+export const EPHEMERAL_PORTS = readEphemeralPorts();
+
+function readEphemeralPorts(): { first: number; last: number } {
+  try {
+    const [first, last] = readFileSync("/proc/sys/net/ipv4/ip_local_port_range", "utf8")
+      .trim()
+      .split(/\s+/)
+      .map(Number);
+    if (first !== undefined && last !== undefined && first > 0 && last >= first && last <= 65535) {
+      return { first, last };
+    }
+  } catch {
+    // not Linux, or /proc not mounted: use Docker's fallback
+  }
+  return { first: 49153, last: 65535 };
+}
 
 const ANY = new Set(["", "0.0.0.0"]);
 

@@ -14,7 +14,7 @@ function networks(state: Readonly<StateDocument>): NetworkRecord[] {
   return Object.values(state.networks).sort((a, b) => a.bridge.localeCompare(b.bridge));
 }
 
-function forwardRules(network: NetworkRecord): string[] {
+function forwardRules(network: NetworkRecord, endpoints: EndpointRecord[]): string[] {
   const bridge = quote(network.bridge);
   const rules: string[] = [];
   if (!network.icc) rules.push(`iifname ${bridge} oifname ${bridge} drop comment "icc off"`);
@@ -23,9 +23,18 @@ function forwardRules(network: NetworkRecord): string[] {
     rules.push(`oifname ${bridge} iifname != ${bridge} drop comment "internal"`);
     return rules;
   }
-  // Into the network from elsewhere: replies and published ports only, as Docker's bridge does.
+  // Into the network from elsewhere: replies and published ports only, as Docker's bridge
+  // does (it also lets a published container port be reached at the container's own address).
   rules.push(`oifname ${bridge} iifname != ${bridge} ct state established,related accept`);
   rules.push(`oifname ${bridge} iifname != ${bridge} ct status dnat accept`);
+  for (const endpoint of endpoints) {
+    if (endpoint.networkId !== network.id || endpoint.address === undefined) continue;
+    for (const binding of endpoint.ports) {
+      rules.push(
+        `oifname ${bridge} iifname != ${bridge} ip daddr ${bare(endpoint.address)} ${binding.proto} dport ${binding.containerPort} accept`,
+      );
+    }
+  }
   rules.push(`oifname ${bridge} iifname != ${bridge} drop comment "isolation"`);
   return rules;
 }
@@ -37,8 +46,20 @@ function masqueradeRules(network: NetworkRecord): string[] {
   );
 }
 
-function publishRules(network: NetworkRecord, endpoint: EndpointRecord): string[] {
+/**
+ * DNAT for published ports, as Docker does it: traffic arriving from elsewhere (prerouting)
+ * and the host's own traffic to its non-loopback addresses (output). Traffic from the
+ * network's own bridge and to 127.0.0.1 is left to the plugin's relay, which reaches the
+ * container from the gateway, as Docker's userland proxy does.
+ */
+function publishRules(
+  network: NetworkRecord,
+  endpoint: EndpointRecord,
+  hook: "prerouting" | "output",
+): string[] {
   if (network.internal || endpoint.address === undefined) return [];
+  const from =
+    hook === "prerouting" ? `iifname != ${quote(network.bridge)}` : "ip daddr != 127.0.0.0/8";
   return endpoint.ports
     .filter((binding) => binding.hostPort !== 0 && binding.proto !== "sctp")
     .flatMap((binding) => {
@@ -52,7 +73,7 @@ function publishRules(network: NetworkRecord, endpoint: EndpointRecord): string[
           ? `${binding.hostPort}-${binding.hostPortEnd}`
           : String(binding.hostPort);
       return [
-        `${match} ${binding.proto} dport ${ports} dnat ip to ${bare(endpoint.address ?? "")}:${binding.containerPort}`,
+        `${from} ${match} ${binding.proto} dport ${ports} dnat ip to ${bare(endpoint.address ?? "")}:${binding.containerPort}`,
       ];
     });
 }
@@ -71,20 +92,25 @@ export function renderNftables(state: Readonly<StateDocument>): string {
   ];
   if (all.length === 0) return `${lines.join("\n")}\n`;
   const endpoints = Object.values(state.endpoints).sort((a, b) => a.id.localeCompare(b.id));
-  const publish = endpoints.flatMap((endpoint) => {
-    const network = state.networks[endpoint.networkId];
-    return network === undefined ? [] : publishRules(network, endpoint);
-  });
+  const publish = (hook: "prerouting" | "output") =>
+    endpoints.flatMap((endpoint) => {
+      const network = state.networks[endpoint.networkId];
+      return network === undefined ? [] : publishRules(network, endpoint, hook);
+    });
   const indent = (rules: string[]): string[] => rules.map((rule) => `    ${rule}`);
   lines.push(
     `table inet ${NFT_TABLE} {`,
     "  chain forward {",
     "    type filter hook forward priority -10; policy accept;",
-    ...indent(all.flatMap(forwardRules)),
+    ...indent(all.flatMap((network) => forwardRules(network, endpoints))),
     "  }",
     "  chain prerouting {",
     "    type nat hook prerouting priority -100; policy accept;",
-    ...indent(publish),
+    ...indent(publish("prerouting")),
+    "  }",
+    "  chain output {",
+    "    type nat hook output priority -100; policy accept;",
+    ...indent(publish("output")),
     "  }",
     "  chain postrouting {",
     "    type nat hook postrouting priority 100; policy accept;",

@@ -30,6 +30,7 @@ import {
   type Place,
   startWhoamiServer,
   tcpRequest,
+  waitForHttpd,
 } from "./lib/probe.ts";
 import { removeLeftovers, type Tracker, track } from "./lib/track.ts";
 
@@ -118,19 +119,23 @@ async function measure(
     await outside.addRoute(subnetOf(plan.octets.a));
 
     const token = (what: string) => `${what}-${plan.drivers.driver.replace(/\W/g, "")}`;
-    const web = (network: string, what: string, port?: number) =>
-      runContainer({
+    const web = async (network: string, what: string, port?: number) => {
+      const container = await runContainer({
         name: name(),
         network,
         ...(port === undefined ? {} : { args: ["-p", `${port}:80`] }),
         cmd: httpServerCommand(token(what)),
       });
+      await waitForHttpd(container, token(what));
+      return container;
+    };
     const a1 = await runContainer({
       name: name(),
       network: A,
       args: ["-p", `${plan.ports.a}:80`, "-p", `${plan.ports.whoami}:${WHOAMI_PORT}`],
       cmd: httpServerCommand(token("a1")),
     });
+    await waitForHttpd(a1, token("a1"));
     // Tells each client which source address a1 sees for it through the published port.
     servers.push(await startWhoamiServer({ kind: "container", container: a1 }, WHOAMI_PORT));
     const a2 = await web(A, "a2");

@@ -31,6 +31,7 @@ import {
   publishedHostPort,
   startUdpEchoServer,
   udpRequest,
+  waitForHttpd,
 } from "./lib/probe.ts";
 import { removeLeftovers, track } from "./lib/track.ts";
 
@@ -74,6 +75,7 @@ describe("S2: published ports", () => {
       args: ["-p", `${PORT}:80`],
       cmd: httpServerCommand(token),
     });
+    await waitForHttpd(web, token);
   });
 
   after(async () => {
@@ -110,12 +112,13 @@ describe("S2: published ports", () => {
   it(`-p 127.0.0.1:${LOOPBACK_PORT}:80 answers on 127.0.0.1 only`, async () => {
     assert.ok(outside);
     const loopToken = uniqueName("loopback");
-    await runContainer({
+    const server = await runContainer({
       name: t.container(uniqueName(PREFIX)),
       network,
       args: ["-p", `127.0.0.1:${LOOPBACK_PORT}:80`],
       cmd: httpServerCommand(loopToken),
     });
+    await waitForHttpd(server, loopToken);
     const response = await httpGetFrom(ON_HOST, "127.0.0.1", LOOPBACK_PORT);
     assert.match(response ?? "", new RegExp(loopToken), `no answer on 127.0.0.1:${LOOPBACK_PORT}`);
     assert.equal(
@@ -146,6 +149,7 @@ describe("S2: published ports", () => {
       args: ["-p", "80"],
       cmd: httpServerCommand(ephemeralToken),
     });
+    await waitForHttpd(container, ephemeralToken);
     const port = await publishedHostPort(container, network, 80);
     assert.ok(port !== undefined, "no published port found (docker port, plugin log)");
     assert.ok(
@@ -159,12 +163,13 @@ describe("S2: published ports", () => {
   it(`-p ${RANGE_FIRST}-${RANGE_LAST}:80 takes a free port of the range per container`, async () => {
     const tokens = [uniqueName("range"), uniqueName("range")];
     for (const rangeToken of tokens) {
-      await runContainer({
+      const server = await runContainer({
         name: t.container(uniqueName(PREFIX)),
         network,
         args: ["-p", `${RANGE_FIRST}-${RANGE_LAST}:80`],
         cmd: httpServerCommand(rangeToken),
       });
+      await waitForHttpd(server, rangeToken);
     }
     const served = new Map<string, number[]>();
     for (let port = RANGE_FIRST; port <= RANGE_LAST; port++) {
@@ -242,12 +247,13 @@ describe("S2: published ports", () => {
     );
 
     const againToken = uniqueName("again");
-    await runContainer({
+    const server = await runContainer({
       name: t.container(uniqueName(PREFIX)),
       network,
       args: ["-p", `${PORT}:80`],
       cmd: httpServerCommand(againToken),
     });
+    await waitForHttpd(server, againToken);
     assert.match((await httpGetFrom(ON_HOST, primary, PORT)) ?? "", new RegExp(againToken));
   });
 
@@ -259,6 +265,7 @@ describe("S2: published ports", () => {
       args: ["-p", "8083:80"],
       cmd: httpServerCommand(stopToken),
     });
+    await waitForHttpd(container, stopToken);
     assert.match((await httpGetFrom(ON_HOST, primary, 8083)) ?? "", new RegExp(stopToken));
     await docker(["stop", "-t", "1", container]);
     assert.equal(await httpGetFrom(ON_HOST, primary, 8083), undefined, "8083 still answers");

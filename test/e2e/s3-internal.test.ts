@@ -18,7 +18,7 @@ import {
 } from "./lib/docker.ts";
 import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
 import { createOutsideHost, type OutsideHost } from "./lib/outside.ts";
-import { hostPrimaryAddress, httpGetFrom, ON_HOST } from "./lib/probe.ts";
+import { hostPrimaryAddress, httpGetFrom, ON_HOST, waitForHttpd } from "./lib/probe.ts";
 import { removeLeftovers, track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s3";
@@ -63,6 +63,7 @@ describe("S3: internal network", () => {
       args: ["-p", `${INTERNAL_PORT}:80`],
       cmd: httpServerCommand(serverToken),
     });
+    await waitForHttpd(server, serverToken);
     client = await runContainer({ name: t.container(uniqueName(PREFIX)), network });
     control = await runContainer({
       name: t.container(uniqueName(PREFIX)),
@@ -70,6 +71,7 @@ describe("S3: internal network", () => {
       args: ["-p", `${CONTROL_PORT}:80`],
       cmd: httpServerCommand(controlToken),
     });
+    await waitForHttpd(control, controlToken);
   });
 
   after(async () => {

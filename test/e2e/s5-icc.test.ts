@@ -19,7 +19,7 @@ import {
 } from "./lib/docker.ts";
 import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
 import { createOutsideHost, type OutsideHost } from "./lib/outside.ts";
-import { hostPrimaryAddress, httpGetFrom, ON_HOST } from "./lib/probe.ts";
+import { hostPrimaryAddress, httpGetFrom, ON_HOST, waitForHttpd } from "./lib/probe.ts";
 import { removeLeftovers, track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s5";
@@ -64,12 +64,14 @@ describe("S5: inter-container communication off", () => {
       args: ["-p", `${PORT_A}:80`],
       cmd: httpServerCommand(tokenA),
     });
+    await waitForHttpd(a, tokenA);
     b = await runContainer({
       name: t.container(uniqueName(PREFIX)),
       network,
       args: ["-p", `${PORT_B}:80`],
       cmd: httpServerCommand(tokenB),
     });
+    await waitForHttpd(b, tokenB);
   });
 
   after(async () => {

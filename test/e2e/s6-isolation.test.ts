@@ -19,6 +19,7 @@ import {
   uniqueName,
 } from "./lib/docker.ts";
 import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import { waitForHttpd } from "./lib/probe.ts";
 import { removeLeftovers, track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s6";
@@ -56,16 +57,19 @@ describe("S6: isolation between networks", () => {
       network: networkA,
       cmd: httpServerCommand(tokenA),
     });
+    await waitForHttpd(onA, tokenA);
     onB = await runContainer({
       name: t.container(uniqueName(PREFIX)),
       network: networkB,
       cmd: httpServerCommand(tokenB),
     });
+    await waitForHttpd(onB, tokenB);
     onDefault = await runContainer({
       name: t.container(uniqueName(PREFIX)),
       network: "bridge",
       cmd: httpServerCommand(tokenD),
     });
+    await waitForHttpd(onDefault, tokenD);
     addressA = await containerAddress(onA, networkA);
     addressB = await containerAddress(onB, networkB);
     addressDefault = await containerAddress(onDefault, "bridge");

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { EPHEMERAL_PORTS } from "../../src/driver/ports.ts";
 import { buildTestApp } from "../support/fakes.ts";
 
 const NET = "a".repeat(64);
@@ -61,11 +62,11 @@ describe("published ports (ProgramExternalConnectivity)", () => {
     const t = await withEndpoints();
     await t.program(EP1, portmap(tcp(80, 0), tcp(81, 9000, "", 9002)));
     const [first, second] = t.publisher.opened.get(EP1) ?? [];
-    assert.equal(first?.hostPort, 49153);
+    assert.equal(first?.hostPort, EPHEMERAL_PORTS.first);
     assert.equal(second?.hostPort, 9000);
     await t.program(EP2, portmap(tcp(80, 0), tcp(81, 9000, "", 9002)));
     const [third, fourth] = t.publisher.opened.get(EP2) ?? [];
-    assert.equal(third?.hostPort, 49154, "next free ephemeral port");
+    assert.equal(third?.hostPort, EPHEMERAL_PORTS.first + 1, "next free ephemeral port");
     assert.equal(fourth?.hostPort, 9001, "next free port of the range");
   });
 

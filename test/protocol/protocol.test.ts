@@ -228,13 +228,30 @@ describe("network lifecycle as dockerd drives it", () => {
     assert.equal(t.datapath.hostLinks.get("csybbbbbbbbbbb")?.mac, "02:42:0a:e7:02:99");
   });
 
-  it("hands out no gateway and disables the gateway service on internal networks", async () => {
+  it("gives internal networks their gateway, as Docker 20.10's bridge does", async () => {
     const t = await buildTestApp();
     await t.call("/IpamDriver.RequestPool", { Pool: "10.15.20.0/24" });
     await t.call("/NetworkDriver.CreateNetwork", {
       NetworkID: NET,
       Options: { "com.docker.network.internal": true, "com.docker.network.generic": {} },
       IPv4Data: [{ Pool: "10.15.20.0/24", Gateway: "10.15.20.1/24" }],
+    });
+    await t.call("/NetworkDriver.CreateEndpoint", {
+      NetworkID: NET,
+      EndpointID: EP,
+      Interface: { Address: "10.15.20.2/24" },
+    });
+    const join = await t.call("/NetworkDriver.Join", { NetworkID: NET, EndpointID: EP });
+    assert.equal(join.body.DisableGatewayService, false);
+    assert.equal(join.body.Gateway, "10.15.20.1");
+  });
+
+  it("disables Docker's gateway service where the network has no gateway", async () => {
+    const t = await buildTestApp();
+    await t.call("/IpamDriver.RequestPool", { Pool: "10.15.20.0/24" });
+    await t.call("/NetworkDriver.CreateNetwork", {
+      NetworkID: NET,
+      IPv4Data: [{ Pool: "10.15.20.0/24" }],
     });
     await t.call("/NetworkDriver.CreateEndpoint", {
       NetworkID: NET,

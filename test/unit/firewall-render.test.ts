@@ -65,6 +65,7 @@ table inet switchyard {
     type filter hook forward priority -10; policy accept;
     oifname "sy-one" iifname != "sy-one" ct state established,related accept
     oifname "sy-one" iifname != "sy-one" ct status dnat accept
+    oifname "sy-one" iifname != "sy-one" ip daddr 10.1.0.2 tcp dport 80 accept
     oifname "sy-one" iifname != "sy-one" drop comment "isolation"
     iifname "sy-three" oifname != "sy-three" drop comment "internal"
     oifname "sy-three" iifname != "sy-three" drop comment "internal"
@@ -75,7 +76,11 @@ table inet switchyard {
   }
   chain prerouting {
     type nat hook prerouting priority -100; policy accept;
-    fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
+    iifname != "sy-one" fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
+  }
+  chain output {
+    type nat hook output priority -100; policy accept;
+    ip daddr != 127.0.0.0/8 fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
   }
   chain postrouting {
     type nat hook postrouting priority 100; policy accept;

@@ -11,7 +11,7 @@ import { readFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
-import { docker, dockerMayFail } from "./docker.ts";
+import { docker, dockerMayFail, httpGet } from "./docker.ts";
 import { host } from "./host.ts";
 
 /** Where a probe runs: the host itself, a named network namespace, or a container's. */
@@ -321,5 +321,22 @@ export async function publishedHostPort(
     }
     if (found !== undefined || Date.now() > deadline) return found;
     await sleep(200);
+  }
+}
+
+/**
+ * Waits until the busybox httpd in `container` (started with `httpServerCommand(token, port)`)
+ * serves `token` on its own loopback. `docker run -d` returns before the server listens, so a
+ * check made at once could fail for that alone — or a negative check pass for that alone.
+ */
+export async function waitForHttpd(container: string, token: string, port = 80): Promise<void> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const response = await httpGet(container, "127.0.0.1", port);
+    if (response?.includes(token)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`httpd in ${container} does not serve its page on port ${port}`);
+    }
+    await sleep(100);
   }
 }

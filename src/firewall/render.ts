@@ -4,6 +4,9 @@ import type { EndpointRecord, NetworkRecord, StateDocument } from "../state/mode
 
 /** Name of Switchyard's nftables table (family inet: one table for IPv4 and IPv6). */
 export const NFT_TABLE = "switchyard";
+/** The nftables set of Switchyard's bridges. */
+const BRIDGE_SET = "bridges";
+
 /** Switchyard's iptables chain, jumped to from Docker's DOCKER-USER chain. */
 export const IPTABLES_CHAIN = "SWITCHYARD";
 
@@ -24,14 +27,16 @@ function forwardRules(network: NetworkRecord, endpoints: EndpointRecord[]): stri
     return rules;
   }
   // Into the network from elsewhere: replies and published ports only, as Docker's bridge
-  // does (it also lets a published container port be reached at the container's own address).
+  // does. Like Docker it also lets a published container port be reached at the container's
+  // own address, but not from other container networks (Docker's isolation chains drop that).
   rules.push(`oifname ${bridge} iifname != ${bridge} ct state established,related accept`);
   rules.push(`oifname ${bridge} iifname != ${bridge} ct status dnat accept`);
+  const notFromContainers = `iifname != @${BRIDGE_SET} iifname != "docker0" iifname != "br-*"`;
   for (const endpoint of endpoints) {
     if (endpoint.networkId !== network.id || endpoint.address === undefined) continue;
     for (const binding of endpoint.ports) {
       rules.push(
-        `oifname ${bridge} iifname != ${bridge} ip daddr ${bare(endpoint.address)} ${binding.proto} dport ${binding.containerPort} accept`,
+        `oifname ${bridge} ${notFromContainers} ip daddr ${bare(endpoint.address)} ${binding.proto} dport ${binding.containerPort} accept`,
       );
     }
   }
@@ -100,6 +105,10 @@ export function renderNftables(state: Readonly<StateDocument>): string {
   const indent = (rules: string[]): string[] => rules.map((rule) => `    ${rule}`);
   lines.push(
     `table inet ${NFT_TABLE} {`,
+    `  set ${BRIDGE_SET} {`,
+    "    type ifname;",
+    `    elements = { ${all.map((network) => quote(network.bridge)).join(", ")} }`,
+    "  }",
     "  chain forward {",
     "    type filter hook forward priority -10; policy accept;",
     ...indent(all.flatMap((network) => forwardRules(network, endpoints))),

@@ -61,11 +61,15 @@ delete table inet switchyard
 table bridge switchyard {}
 delete table bridge switchyard
 table inet switchyard {
+  set bridges {
+    type ifname;
+    elements = { "sy-one", "sy-three", "sy-two" }
+  }
   chain forward {
     type filter hook forward priority -10; policy accept;
     oifname "sy-one" iifname != "sy-one" ct state established,related accept
     oifname "sy-one" iifname != "sy-one" ct status dnat accept
-    oifname "sy-one" iifname != "sy-one" ip daddr 10.1.0.2 tcp dport 80 accept
+    oifname "sy-one" iifname != @bridges iifname != "docker0" iifname != "br-*" ip daddr 10.1.0.2 tcp dport 80 accept
     oifname "sy-one" iifname != "sy-one" drop comment "isolation"
     iifname "sy-three" oifname != "sy-three" drop comment "internal"
     oifname "sy-three" iifname != "sy-three" drop comment "internal"

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { chmod, mkdir, readFile, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
+import Fastify, { type FastifyBaseLogger } from "fastify";
 import { type Logger, pino } from "pino";
 import { buildApp } from "./app.ts";
 import { ClusterService } from "./cluster/cluster.ts";
@@ -21,10 +22,19 @@ async function main(): Promise<void> {
   const settings = readSettings(process.env);
   const logger = pino({ level: settings.logLevel, base: { plugin: "switchyard" } });
   const runner = createRunner(logger);
-  const state = await StateManager.open(new FileStore(settings.stateDir), {
-    defaultPoolsV4: settings.defaultPoolsV4,
-    defaultPoolsV6: settings.defaultPoolsV6,
-  });
+  let state: StateManager;
+  try {
+    state = await StateManager.open(new FileStore(settings.stateDir), {
+      defaultPoolsV4: settings.defaultPoolsV4,
+      defaultPoolsV6: settings.defaultPoolsV6,
+    });
+  } catch (error) {
+    // State this Switchyard cannot read (e.g. written by a newer one after a downgrade) is
+    // never misread or overwritten. Exiting would make dockerd restart the plugin in a loop;
+    // instead it stays up and refuses every request, saying why, in every docker command.
+    await serveRefusal(settings, logger, error instanceof Error ? error.message : String(error));
+    return;
+  }
   const firewall = createFirewall(runner, logger);
   const datapath = new IpDatapath(runner);
   let network: NetworkDriver | undefined;
@@ -80,6 +90,30 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+}
+
+/** Serves only refusals: the plugin is up (so dockerd does not loop) but touches nothing. */
+async function serveRefusal(settings: Settings, logger: Logger, reason: string): Promise<void> {
+  logger.fatal({ err: reason }, "switchyard cannot use its state; refusing every request");
+  const app = Fastify({ loggerInstance: logger as FastifyBaseLogger });
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "string" }, (_request, _body, done) => done(null, {}));
+  app.post("/Plugin.Activate", async () => ({ Implements: ["NetworkDriver", "IpamDriver"] }));
+  app.post("/NetworkDriver.GetCapabilities", async () => ({
+    Scope: "local",
+    ConnectivityScope: "local",
+  }));
+  app.post("/IpamDriver.GetCapabilities", async () => ({
+    RequiresMACAddress: false,
+    RequiresRequestReplay: false,
+  }));
+  app.setNotFoundHandler(async (_request, reply) =>
+    reply.code(500).send({ Err: `Switchyard refuses to work: ${reason}` }),
+  );
+  await mkdir(dirname(settings.socketPath), { recursive: true });
+  await rm(settings.socketPath, { force: true });
+  await app.listen({ path: settings.socketPath });
+  await chmod(settings.socketPath, 0o660);
 }
 
 /** The multi-host side, when ETCD_ENDPOINTS is set: etcd client, this host's ID and VTEP. */

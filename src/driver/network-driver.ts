@@ -654,20 +654,46 @@ export class NetworkDriver {
         const knownBridges = new Set(
           Object.values(state.networks).map((network) => network.bridge),
         );
-        for (const link of links.values()) {
-          const strayVeth = /^vsy[0-9a-f]{11}$/.test(link.name) && !knownVeths.has(link.name);
-          const knownVxlans = Object.values(state.networks).map((network) =>
-            network.vxlanId === undefined ? "" : vxlanDeviceName(network.vxlanId),
+        const knownVxlans = new Set(
+          Object.values(state.networks).flatMap((network) =>
+            network.vxlanId === undefined ? [] : [vxlanDeviceName(network.vxlanId)],
+          ),
+        );
+        const hasPorts = (bridge: string): boolean =>
+          [...links.values()].some(
+            (link) => link.master === bridge && !/^syvx[0-9]+$/.test(link.name),
           );
-          const strayVxlan = /^syvx[0-9]+$/.test(link.name) && !knownVxlans.includes(link.name);
+        for (const link of links.values()) {
+          // Only leftovers are removed: a veth detached or on one of our bridges, a bridge or
+          // VXLAN device with no container on it. Something in use that this state does not
+          // know (another Switchyard, or a wrong state directory) is left alone.
+          const strayVeth =
+            /^vsy[0-9a-f]{11}$/.test(link.name) &&
+            !knownVeths.has(link.name) &&
+            (link.master === undefined || knownBridges.has(link.master));
           const strayBridge =
             link.kind === "bridge" &&
             /^sy-[0-9a-f]{12}$/.test(link.name) &&
-            !knownBridges.has(link.name);
+            !knownBridges.has(link.name) &&
+            !hasPorts(link.name);
+          const strayVxlan =
+            /^syvx[0-9]+$/.test(link.name) &&
+            !knownVxlans.has(link.name) &&
+            (link.master === undefined || !hasPorts(link.master));
           if (strayVeth || strayBridge || strayVxlan) {
             await this.#datapath.deleteLink(link.name);
             const kind = strayVeth ? "veth" : strayVxlan ? "VXLAN device" : "bridge";
             repairs.push(`removed stray ${kind} ${link.name}`);
+          } else if (
+            /^(vsy[0-9a-f]{11}|sy-[0-9a-f]{12}|syvx[0-9]+)$/.test(link.name) &&
+            !knownVeths.has(link.name) &&
+            !knownBridges.has(link.name) &&
+            !knownVxlans.has(link.name)
+          ) {
+            this.#logger.warn(
+              { link: link.name },
+              "a Switchyard-named interface this state does not know is in use; leaving it alone",
+            );
           }
         }
         await this.#firewall.apply(state);

@@ -63,3 +63,19 @@ describe("reconcile at start-up", () => {
     ]);
   });
 });
+
+describe("reconcile leaves alone what is in use but unknown", () => {
+  it("keeps a Switchyard-named bridge with containers on it and the veths on it", async () => {
+    // Regression: after `docker plugin upgrade` Docker 20.10 mounted the default state
+    // directory instead of the configured one; the plugin, seeing an empty state, deleted the
+    // live network's bridge and veths as strays.
+    const t = await buildTestApp();
+    t.datapath.addLink("sy-aaaaaaaaaaaa", "bridge");
+    t.datapath.addLink("vsy11111111111", "veth");
+    const veth = t.datapath.hostLinks.get("vsy11111111111");
+    if (veth !== undefined) veth.master = "sy-aaaaaaaaaaaa";
+    assert.deepEqual(await t.network.reconcile(), []);
+    assert.equal(t.datapath.hostLinks.has("sy-aaaaaaaaaaaa"), true);
+    assert.equal(t.datapath.hostLinks.has("vsy11111111111"), true);
+  });
+});

@@ -5,7 +5,6 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { isSwitchyard, networkDriver } from "./lib/config.ts";
 import {
   containerAddress,
@@ -20,6 +19,7 @@ import {
 } from "./lib/docker.ts";
 import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
 import { removeLeftovers, track } from "./lib/track.ts";
+import { waitFor } from "./lib/wait.ts";
 
 const PREFIX = "sy-e2e-rs";
 const LINK_PREFIX = "sye2er";
@@ -35,15 +35,6 @@ function pluginPid(pluginId: string): number | undefined {
     if (id === pluginId && status === "RUNNING") return Number(pid);
   }
   return undefined;
-}
-
-async function waitFor(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 20_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 describe("plugin restarts keep networks and addresses", {

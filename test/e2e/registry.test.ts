@@ -24,6 +24,7 @@ import {
 } from "./lib/docker.ts";
 import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
 import { removeLeftovers, track } from "./lib/track.ts";
+import { waitFor } from "./lib/wait.ts";
 
 const execFileAsync = promisify(execFile);
 const REGISTRY = "127.0.0.1:5000";
@@ -40,15 +41,6 @@ async function registryAnswers(): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 30_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** HTTP GET of host:port through busybox nc on the host; the body's last line. */

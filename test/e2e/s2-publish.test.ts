@@ -8,7 +8,6 @@
 import assert from "node:assert/strict";
 import { readFile } from "node:fs/promises";
 import { after, before, describe, it } from "node:test";
-import { isSwitchyard } from "./lib/config.ts";
 import {
   createNetwork,
   docker,

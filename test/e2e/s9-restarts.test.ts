@@ -7,7 +7,6 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { setTimeout as sleep } from "node:timers/promises";
 import { isSwitchyard, networkDriver } from "./lib/config.ts";
 import {
   containerAddress,
@@ -23,19 +22,11 @@ import {
 } from "./lib/docker.ts";
 import { assertNothingLeft, type HostSnapshot, hostLink, snapshotHost } from "./lib/host.ts";
 import { removeLeftovers, track } from "./lib/track.ts";
+import { waitFor } from "./lib/wait.ts";
 
 const PREFIX = "sy-e2e-s9";
 const SUBNET = "10.231.10.0/24";
 const STATIC = "10.231.10.50";
-
-async function waitFor(what: string, check: () => Promise<boolean>, timeoutMs = 60_000) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await sleep(500);
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 function dockerdPid(): number | undefined {
   try {

@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TEST_IMAGE } from "../e2e/lib/config.ts";
+import { waitFor } from "../e2e/lib/wait.ts";
 import { type Cluster, ETCD_URL, PLUGIN, type SimHost, startCluster } from "./lib/cluster.ts";
 
 const MESH = "mesh";
@@ -47,19 +48,6 @@ const addressOf = async (host: SimHost, container: string, network: string): Pro
 const pingFrom = async (host: SimHost, container: string, target: string): Promise<boolean> =>
   (await host.dockerMayFail(["exec", container, "ping", "-c", "1", "-W", "2", target])).exitCode ===
   0;
-
-async function eventually(
-  what: string,
-  check: () => Promise<boolean>,
-  timeoutMs = 30_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check().catch(() => false)) return;
-    await sleep(500);
-  }
-  throw new Error(`timed out: ${what}`);
-}
 
 describe("multi-host overlay (3 DinD hosts + etcd)", { timeout: 900_000 }, () => {
   let cluster: Cluster | undefined;
@@ -105,7 +93,7 @@ describe("multi-host overlay (3 DinD hosts + etcd)", { timeout: 900_000 }, () =>
     for (const [from, source] of anchors) {
       for (const [to, target] of anchors) {
         if (from === to) continue;
-        await eventually(`${source.name} reaches ${target.name} (${target.address})`, () =>
+        await waitFor(`${source.name} reaches ${target.name} (${target.address})`, () =>
           pingFrom(from, source.name, target.address),
         );
       }
@@ -174,7 +162,7 @@ describe("multi-host overlay (3 DinD hosts + etcd)", { timeout: 900_000 }, () =>
     await cluster.restartHost(restarted);
     const anchor = anchors.get(restarted);
     assert.ok(anchor);
-    await eventually(
+    await waitFor(
       "the restarted host's container runs again",
       async () =>
         (await restarted.docker(["inspect", "-f", "{{.State.Running}}", anchor.name])) === "true",
@@ -184,16 +172,12 @@ describe("multi-host overlay (3 DinD hosts + etcd)", { timeout: 900_000 }, () =>
     anchors.set(restarted, { name: anchor.name, address });
     const otherAnchor = anchors.get(other);
     assert.ok(otherAnchor);
-    await eventually(
+    await waitFor(
       `${otherAnchor.name} reaches the restarted host's container (${address})`,
       () => pingFrom(other, otherAnchor.name, address),
       60_000,
     );
-    await eventually(
-      "and back",
-      () => pingFrom(restarted, anchor.name, otherAnchor.address),
-      30_000,
-    );
+    await waitFor("and back", () => pingFrom(restarted, anchor.name, otherAnchor.address), 30_000);
   });
 
   it("an internal overlay is reached from outside only through a front-end container", async () => {
@@ -241,7 +225,7 @@ describe("multi-host overlay (3 DinD hosts + etcd)", { timeout: 900_000 }, () =>
       ...["nc", "-ll", "-p", "8080", "-e", "nc", db, "80"],
     ]);
     await h1.docker(["network", "connect", BACKEND, "lb"]);
-    await eventually("the front end reaches the back end on the other host", () =>
+    await waitFor("the front end reaches the back end on the other host", () =>
       pingFrom(h1, "lb", db),
     );
     const viaFront = await h1.exec([

@@ -1,0 +1,61 @@
+/** Running host commands and the 20.10 docker client for the benchmarks (argv, never a shell). */
+import { execa } from "execa";
+
+/** The docker.io client; the v28 client first on PATH speaks an API the 20.10 daemon lacks. */
+export const DOCKER = "/usr/bin/docker";
+const DOCKER_ENV = { DOCKER_API_VERSION: "1.41" };
+const TIMEOUT_MS = 180_000;
+
+/** How a command ended. */
+export interface Outcome {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `argv` and reports how it ended without throwing on a non-zero exit. */
+export async function runMayFail(
+  argv: readonly string[],
+  options: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
+): Promise<Outcome> {
+  const [file, ...args] = argv;
+  if (file === undefined) throw new Error("empty command");
+  const result = await execa(file, args, {
+    env: options.env,
+    input: options.input,
+    reject: false,
+    timeout: options.timeoutMs ?? TIMEOUT_MS,
+  });
+  if (result.exitCode === undefined) {
+    throw new Error(`cannot run ${argv.join(" ")}: ${result.shortMessage ?? result.message}`);
+  }
+  return {
+    exitCode: result.exitCode,
+    stdout: String(result.stdout ?? "").trim(),
+    stderr: String(result.stderr ?? "").trim(),
+  };
+}
+
+/** Runs `argv`; returns trimmed stdout, throws with argv and stderr on a non-zero exit. */
+export async function run(
+  argv: readonly string[],
+  options: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {},
+): Promise<string> {
+  const outcome = await runMayFail(argv, options);
+  if (outcome.exitCode !== 0) {
+    throw new Error(
+      `${argv.join(" ")} failed (exit ${outcome.exitCode}): ${outcome.stderr || outcome.stdout}`,
+    );
+  }
+  return outcome.stdout;
+}
+
+/** `docker ARGS…` with the 20.10 client; throws on failure. */
+export function docker(args: readonly string[], timeoutMs?: number): Promise<string> {
+  return run([DOCKER, ...args], { env: DOCKER_ENV, timeoutMs });
+}
+
+/** `docker ARGS…` with the 20.10 client; reports failure instead of throwing. */
+export function dockerMayFail(args: readonly string[], timeoutMs?: number): Promise<Outcome> {
+  return runMayFail([DOCKER, ...args], { env: DOCKER_ENV, timeoutMs });
+}

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { afterEach, describe, it } from "node:test";
+import { pino } from "pino";
+import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
+import { NetworkDriver } from "../../src/driver/network-driver.ts";
+import { detectIptablesVariant, HostFirewall } from "../../src/firewall/host-firewall.ts";
+import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
+import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
+import { StateManager } from "../../src/state/state-manager.ts";
+import { MemoryStore } from "../../src/state/store.ts";
+import { createNamespace, inNamespace, pings, requireRoot } from "../support/netns.ts";
+
+const NETWORK = "abcd".padEnd(64, "0");
+const ip = (...argv: string[]): void => {
+  execFileSync("ip", argv);
+};
+
+/**
+ * Docker programs iptables-nft on some hosts and iptables-legacy on others; rules put in the
+ * other one are never consulted before Docker's FORWARD DROP (a classic failure of peer
+ * plugins). Each variant gets a namespace that looks like a Docker host using it.
+ */
+describe("iptables-nft and iptables-legacy hosts", () => {
+  const namespaces: string[] = [];
+  afterEach(() => {
+    for (const name of namespaces.splice(0).reverse()) {
+      try {
+        ip("netns", "del", name);
+      } catch {}
+    }
+  });
+
+  for (const variant of ["nft", "legacy"] as const) {
+    it(`detects a Docker host on iptables-${variant} and lets bridge traffic through it`, async () => {
+      requireRoot();
+      const host = createNamespace();
+      namespaces.push(host.name);
+      const iptables = `iptables-${variant}`;
+      inNamespace(host.name, ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]);
+      inNamespace(host.name, [iptables, "-N", "DOCKER-USER"]);
+      inNamespace(host.name, [iptables, "-A", "FORWARD", "-j", "DOCKER-USER"]);
+      inNamespace(host.name, [iptables, "-P", "FORWARD", "DROP"]);
+      assert.equal(await detectIptablesVariant(host.runner), variant);
+
+      const logger = pino({ level: "silent" });
+      const driver = new NetworkDriver({
+        state: await StateManager.open(new MemoryStore(), defaultIpamSettings()),
+        datapath: new IpDatapath(host.runner),
+        firewall: new HostFirewall(host.runner, logger),
+        publisher: new RecordingPublisher(),
+        logger,
+      });
+      await driver.createNetwork({
+        networkId: NETWORK,
+        options: {},
+        ipv4: [{ pool: "10.202.1.0/24", gateway: "10.202.1.1/24" }],
+        ipv6: [],
+      });
+      for (const [name, address] of [
+        ["one", "10.202.1.2"],
+        ["two", "10.202.1.3"],
+      ] as const) {
+        const endpointId = name.padEnd(64, "0");
+        await driver.createEndpoint({
+          networkId: NETWORK,
+          endpointId,
+          address: `${address}/24`,
+          options: {},
+        });
+        const joined = await driver.join(NETWORK, endpointId);
+        const container = `${host.name}-${name}`;
+        ip("netns", "add", container);
+        namespaces.push(container);
+        ip("-n", host.name, "link", "set", joined.srcName, "netns", container);
+        ip("-n", container, "addr", "add", `${address}/24`, "dev", joined.srcName);
+        ip("-n", container, "link", "set", joined.srcName, "up");
+      }
+      assert.match(inNamespace(host.name, [iptables, "-S", "DOCKER-USER"]), /-j SWITCHYARD/);
+      assert.equal(
+        pings(`${host.name}-one`, "10.202.1.3"),
+        true,
+        "bridged traffic passes FORWARD DROP",
+      );
+
+      await driver.deleteNetwork(NETWORK);
+      assert.equal(
+        inNamespace(host.name, [iptables, "-S", "DOCKER-USER"]).trim(),
+        "-N DOCKER-USER",
+      );
+    });
+  }
+});

@@ -38,7 +38,11 @@ describe("make demo", { skip: !isSwitchyard && "Switchyard only" }, () => {
       assert.ok(stdout.includes(`==> ${step}`), `step "${step}" printed`);
     }
     assert.doesNotMatch(stdout, /FAILED/);
-    assert.match(stdout, /"port":"0\.0\.0\.0:18080->80\/tcp"/, "the status view shows the published port");
+    assert.match(
+      stdout,
+      /"port":"0\.0\.0\.0:18080->80\/tcp"/,
+      "the status view shows the published port",
+    );
     assert.match(stdout, /demo: every step worked/);
     const { stdout: networks } = await run(
       "/usr/bin/docker",

@@ -3,7 +3,7 @@ import type { ClusterService } from "../cluster/cluster.ts";
 import { badRequest, internal, SwitchyardError } from "../errors.ts";
 import { Ipam } from "../ipam/ipam.ts";
 import { OptionKeys } from "../protocol/wire.ts";
-import type { ClusterNetworkRecord } from "../state/model.ts";
+import { bareAddress, type ClusterNetworkRecord } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 
 /** The IPAM driver: the pure allocator, with every change saved before it is answered. */
@@ -76,7 +76,7 @@ export class IpamDriver {
       if (record === undefined) throw internal(`multi-host network ${shared.vni} vanished`);
       if (address !== undefined) {
         const result = ipam.requestAddress(input.poolId, { address });
-        const bare = address.split("/")[0] ?? address;
+        const bare = bareAddress(address);
         await cluster.claimAddress(shared.vni, bare);
         record.statics = [...(record.statics ?? []), bare];
         return result;
@@ -102,7 +102,7 @@ export class IpamDriver {
   }
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
-    const bare = address.split("/")[0] ?? address;
+    const bare = bareAddress(address);
     const wasStatic = await this.#state.change((state, ipam) => {
       ipam.releaseAddress(poolId, address);
       const shared = this.#clusterNetwork(poolId);

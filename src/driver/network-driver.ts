@@ -4,13 +4,15 @@ import type { Datapath } from "../datapath/datapath.ts";
 import { badRequest, conflict, exhausted, notFound, SwitchyardError } from "../errors.ts";
 import type { Firewall } from "../firewall/firewall.ts";
 import type { PortPublisher } from "../proxy/port-proxy.ts";
-import type {
-  ClusterState,
-  EndpointRecord,
-  NetworkAddressing,
-  NetworkRecord,
-  PortBinding,
-  StateDocument,
+import {
+  bareAddress,
+  type ClusterState,
+  type EndpointRecord,
+  firstGateway,
+  type NetworkAddressing,
+  type NetworkRecord,
+  type PortBinding,
+  type StateDocument,
 } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 import { KeyedLocks } from "./locks.ts";
@@ -45,8 +47,6 @@ export interface JoinResult {
   gatewayV6?: string;
   disableGatewayService: boolean;
 }
-
-const bare = (address: string): string => address.split("/")[0] ?? address;
 
 function toAddressing(
   data: { pool?: string; gateway?: string }[],
@@ -424,11 +424,12 @@ export class NetworkDriver {
     const result: JoinResult = { srcName: endpoint.peerVeth, disableGatewayService: false };
     // Internal networks get their gateway too, as with Docker 20.10's bridge driver: the
     // packet filter, not a missing route, keeps their traffic in.
-    const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
-    if (gateway !== undefined && endpoint.address !== undefined) result.gateway = bare(gateway);
-    const gatewayV6 = network.ipv6.find((item) => item.gateway !== undefined)?.gateway;
+    const gateway = firstGateway(network.ipv4);
+    if (gateway !== undefined && endpoint.address !== undefined)
+      result.gateway = bareAddress(gateway);
+    const gatewayV6 = firstGateway(network.ipv6);
     if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined) {
-      result.gatewayV6 = bare(gatewayV6);
+      result.gatewayV6 = bareAddress(gatewayV6);
     }
     // Without a gateway Docker would add the container to docker_gwbridge too.
     result.disableGatewayService = result.gateway === undefined && result.gatewayV6 === undefined;
@@ -459,7 +460,7 @@ export class NetworkDriver {
         const endpoint = this.#endpoint(state, networkId, endpointId);
         // Internal networks publish nothing, as with Docker's bridge; a retry changes nothing.
         if (network.internal || endpoint.address === undefined || endpoint.ports.length > 0) return;
-        const target = bare(endpoint.address);
+        const target = bareAddress(endpoint.address);
         const resolved: PortBinding[] = [];
         try {
           for (const binding of requested) {
@@ -499,7 +500,7 @@ export class NetworkDriver {
       for (const binding of endpoint.ports) {
         try {
           await this.#publisher.open(endpoint.id, binding, {
-            address: bare(endpoint.address),
+            address: bareAddress(endpoint.address),
             port: binding.containerPort,
           });
         } catch (error) {
@@ -532,7 +533,7 @@ export class NetworkDriver {
         if (!single) continue;
         const holderNetwork = holder.networkId.slice(0, 12);
         throw conflict(
-          `cannot publish ${describeBinding(binding)}: host port ${port}/${binding.proto} is already published by the container at ${holder.address === undefined ? "(no IPv4)" : bare(holder.address)} on network ${holderNetwork} (endpoint ${holder.id.slice(0, 12)}; see docker network inspect ${holderNetwork})`,
+          `cannot publish ${describeBinding(binding)}: host port ${port}/${binding.proto} is already published by the container at ${holder.address === undefined ? "(no IPv4)" : bareAddress(holder.address)} on network ${holderNetwork} (endpoint ${holder.id.slice(0, 12)}; see docker network inspect ${holderNetwork})`,
         );
       }
       if (alreadyResolved.some((taken) => bindingsClash(taken, binding))) {
@@ -595,7 +596,7 @@ export class NetworkDriver {
       publishedPorts: endpoints.flatMap((endpoint) =>
         endpoint.ports.map((binding) => ({
           port: describeBinding(binding),
-          container: endpoint.address === undefined ? undefined : bare(endpoint.address),
+          container: endpoint.address === undefined ? undefined : bareAddress(endpoint.address),
           network: endpoint.networkId,
           endpoint: endpoint.id,
         })),
@@ -724,7 +725,7 @@ export class NetworkDriver {
       .filter((gateway): gateway is string => gateway !== undefined);
     // Every host of a multi-host network gives its bridge the same gateway MAC (as well as
     // the same gateway address), so a container sees one gateway wherever it runs.
-    const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
+    const gateway = firstGateway(network.ipv4);
     const mac =
       network.vxlanId !== undefined && gateway !== undefined
         ? macFor(network.id, gateway)

@@ -1,6 +1,12 @@
 import { macFor } from "../driver/names.ts";
 import { vxlanDeviceName } from "../driver/vxlan.ts";
-import type { EndpointRecord, NetworkRecord, StateDocument } from "../state/model.ts";
+import {
+  bareAddress,
+  type EndpointRecord,
+  firstGateway,
+  type NetworkRecord,
+  type StateDocument,
+} from "../state/model.ts";
 
 /** Name of Switchyard's nftables table (family inet: one table for IPv4 and IPv6). */
 export const NFT_TABLE = "switchyard";
@@ -11,7 +17,6 @@ const BRIDGE_SET = "bridges";
 export const IPTABLES_CHAIN = "SWITCHYARD";
 
 const quote = (name: string): string => `"${name}"`;
-const bare = (address: string): string => address.split("/")[0] ?? address;
 
 function networks(state: Readonly<StateDocument>): NetworkRecord[] {
   return Object.values(state.networks).sort((a, b) => a.bridge.localeCompare(b.bridge));
@@ -36,7 +41,7 @@ function forwardRules(network: NetworkRecord, endpoints: EndpointRecord[]): stri
     if (endpoint.networkId !== network.id || endpoint.address === undefined) continue;
     for (const binding of endpoint.ports) {
       rules.push(
-        `oifname ${bridge} ${notFromContainers} ip daddr ${bare(endpoint.address)} ${binding.proto} dport ${binding.containerPort} accept`,
+        `oifname ${bridge} ${notFromContainers} ip daddr ${bareAddress(endpoint.address)} ${binding.proto} dport ${binding.containerPort} accept`,
       );
     }
   }
@@ -78,7 +83,7 @@ function publishRules(
           ? `${binding.hostPort}-${binding.hostPortEnd}`
           : String(binding.hostPort);
       return [
-        `${from} ${match} ${binding.proto} dport ${ports} dnat ip to ${bare(endpoint.address ?? "")}:${binding.containerPort}`,
+        `${from} ${match} ${binding.proto} dport ${ports} dnat ip to ${bareAddress(endpoint.address ?? "")}:${binding.containerPort}`,
       ];
     });
 }
@@ -149,11 +154,11 @@ export function renderNftables(state: Readonly<StateDocument>): string {
 function gatewayOf(
   network: NetworkRecord,
 ): { device: string; address: string; mac: string } | undefined {
-  const gateway = network.ipv4.find((item) => item.gateway !== undefined)?.gateway;
+  const gateway = firstGateway(network.ipv4);
   if (network.vxlanId === undefined || gateway === undefined) return undefined;
   return {
     device: quote(vxlanDeviceName(network.vxlanId)),
-    address: bare(gateway),
+    address: bareAddress(gateway),
     mac: macFor(network.id, gateway),
   };
 }

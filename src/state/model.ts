@@ -7,6 +7,14 @@ export interface NetworkAddressing {
   gateway?: string;
 }
 
+/** "10.15.20.5/24" → "10.15.20.5" (a bare address is returned as it is). */
+export const bareAddress = (address: string): string => address.split("/")[0] ?? address;
+
+/** The first gateway (with prefix length) among a family's addressing, if any. */
+export function firstGateway(addressing: readonly NetworkAddressing[]): string | undefined {
+  return addressing.find((item) => item.gateway !== undefined)?.gateway;
+}
+
 /** A network as the driver knows it. */
 export interface NetworkRecord {
   id: string;

@@ -53,8 +53,6 @@ export interface Datapath {
   ensureVeth(spec: VethSpec): Promise<void>;
   /** Enslaves the host end to the bridge and brings it up. */
   attach(hostName: string, bridge: string): Promise<void>;
-  /** Takes the host end off its bridge; absent is success. */
-  detach(hostName: string): Promise<void>;
   /** Deletes an interface (and a veth's peer); absent is success. */
   deleteLink(name: string): Promise<void>;
   /** Creates the VXLAN device if missing and enslaves it to the bridge, up. */

@@ -107,14 +107,6 @@ export class IpDatapath implements Datapath {
     await this.#batch([`link set dev ${hostName} master ${bridge} up`]);
   }
 
-  async detach(hostName: string): Promise<void> {
-    try {
-      await this.#batch([`link set dev ${hostName} nomaster`]);
-    } catch (error) {
-      if (!isMissing(error)) throw error;
-    }
-  }
-
   async deleteLink(name: string): Promise<void> {
     try {
       await this.#run(["ip", "link", "del", "dev", name]);

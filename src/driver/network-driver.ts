@@ -319,7 +319,6 @@ export class NetworkDriver {
         hostVeth,
         peerVeth,
         mac,
-        joined: true,
         ports: [],
       };
       if (input.address !== undefined) record.address = input.address;
@@ -589,7 +588,6 @@ export class NetworkDriver {
             addressV6: endpoint.addressV6,
             mac: endpoint.mac,
             hostVeth: endpoint.hostVeth,
-            joined: endpoint.joined,
             ports: endpoint.ports.map(describeBinding),
           })),
       })),
@@ -640,7 +638,7 @@ export class NetworkDriver {
         for (const endpoint of Object.values(state.endpoints)) {
           const network = state.networks[endpoint.networkId];
           const veth = links.get(endpoint.hostVeth);
-          if (!endpoint.joined || network === undefined || veth === undefined) continue;
+          if (network === undefined || veth === undefined) continue;
           if (
             veth.master === network.bridge ||
             (await this.#datapath.link(network.bridge)) === undefined

@@ -78,7 +78,6 @@ export interface EndpointRecord {
   /** With prefix length, e.g. "10.15.20.130/24". */
   address?: string;
   addressV6?: string;
-  joined: boolean;
   ports: PortBinding[];
 }
 

@@ -43,7 +43,7 @@ describe("IpDatapath in a throwaway namespace", () => {
     assert.equal((await datapath.link("notbr0"))?.kind, "veth");
   });
 
-  it("makes a veth with the peer's MAC and MTU, attaches and detaches it", async () => {
+  it("makes a veth with the peer's MAC and MTU, and attaches it", async () => {
     await datapath.ensureVeth({
       hostName: "vsytest",
       peerName: "csytest",
@@ -58,8 +58,6 @@ describe("IpDatapath in a throwaway namespace", () => {
     const host = await datapath.link("vsytest");
     assert.equal(host?.master, "sy-test");
     assert.equal(host?.up, true);
-    await datapath.detach("vsytest");
-    assert.equal((await datapath.link("vsytest"))?.master, undefined);
   });
 
   it("makes, attaches and brings up a veth in one go when given the bridge", async () => {

@@ -90,11 +90,6 @@ export class FakeDatapath implements Datapath {
     link.up = true;
   }
 
-  async detach(hostName: string): Promise<void> {
-    const link = this.hostLinks.get(hostName);
-    if (link !== undefined) link.master = undefined;
-  }
-
   readonly floodPeers = new Map<string, string[]>();
 
   async ensureVxlan(spec: VxlanSpec): Promise<void> {

@@ -51,7 +51,6 @@ describe("renderNftables", () => {
       peerVeth: "csye1",
       mac: "02:42:0a:01:00:02",
       address: "10.1.0.2/24",
-      joined: true,
       ports: [{ proto: "tcp", containerPort: 80, hostIp: "", hostPort: 8081, hostPortEnd: 8081 }],
     };
     assert.equal(

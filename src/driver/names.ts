@@ -27,6 +27,12 @@ export function bridgeNameFor(networkId: string): string {
   return `sy-${networkId.slice(0, 12)}`;
 }
 
+/** True for a name {@link bridgeNameFor} makes. */
+export const isDerivedBridgeName = (name: string): boolean => /^sy-[0-9a-f]{12}$/.test(name);
+
+/** True for a host-side name {@link vethNamesFor} makes. */
+export const isHostVethName = (name: string): boolean => /^vsy[0-9a-f]{11}$/.test(name);
+
 /** Host-side and container-side veth names for an endpoint (both fit IFNAMSIZ). */
 export function vethNamesFor(endpointId: string): { hostVeth: string; peerVeth: string } {
   const suffix = endpointId.slice(0, 11);

@@ -16,11 +16,18 @@ import {
 } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 import { KeyedLocks } from "./locks.ts";
-import { bridgeNameFor, macFor, validateMac, vethNamesFor } from "./names.ts";
+import {
+  bridgeNameFor,
+  isDerivedBridgeName,
+  isHostVethName,
+  macFor,
+  validateMac,
+  vethNamesFor,
+} from "./names.ts";
 import { parseNetworkOptions } from "./options.ts";
 import { bindingsClash, candidateHostPorts, describeBinding, parsePortBindings } from "./ports.ts";
 import { UndoList } from "./undo.ts";
-import { vxlanDeviceName } from "./vxlan.ts";
+import { isVxlanDeviceName, vxlanDeviceName } from "./vxlan.ts";
 
 /** A network as CreateNetwork describes it, after decoding. */
 export interface CreateNetworkInput {
@@ -660,40 +667,38 @@ export class NetworkDriver {
         );
         const hasPorts = (bridge: string): boolean =>
           [...links.values()].some(
-            (link) => link.master === bridge && !/^syvx[0-9]+$/.test(link.name),
+            (link) => link.master === bridge && !isVxlanDeviceName(link.name),
           );
         for (const link of links.values()) {
+          const veth = isHostVethName(link.name);
+          const bridge = link.kind === "bridge" && isDerivedBridgeName(link.name);
+          const vxlan = isVxlanDeviceName(link.name);
+          if (!(veth || bridge || vxlan)) continue;
+          if (
+            knownVeths.has(link.name) ||
+            knownBridges.has(link.name) ||
+            knownVxlans.has(link.name)
+          ) {
+            continue;
+          }
           // Only leftovers are removed: a veth detached or on one of our bridges, a bridge or
           // VXLAN device with no container on it. Something in use that this state does not
           // know (another Switchyard, or a wrong state directory) is left alone.
-          const strayVeth =
-            /^vsy[0-9a-f]{11}$/.test(link.name) &&
-            !knownVeths.has(link.name) &&
-            (link.master === undefined || knownBridges.has(link.master));
-          const strayBridge =
-            link.kind === "bridge" &&
-            /^sy-[0-9a-f]{12}$/.test(link.name) &&
-            !knownBridges.has(link.name) &&
-            !hasPorts(link.name);
-          const strayVxlan =
-            /^syvx[0-9]+$/.test(link.name) &&
-            !knownVxlans.has(link.name) &&
-            (link.master === undefined || !hasPorts(link.master));
-          if (strayVeth || strayBridge || strayVxlan) {
-            await this.#datapath.deleteLink(link.name);
-            const kind = strayVeth ? "veth" : strayVxlan ? "VXLAN device" : "bridge";
-            repairs.push(`removed stray ${kind} ${link.name}`);
-          } else if (
-            /^(vsy[0-9a-f]{11}|sy-[0-9a-f]{12}|syvx[0-9]+)$/.test(link.name) &&
-            !knownVeths.has(link.name) &&
-            !knownBridges.has(link.name) &&
-            !knownVxlans.has(link.name)
-          ) {
+          const leftover = veth
+            ? link.master === undefined || knownBridges.has(link.master)
+            : bridge
+              ? !hasPorts(link.name)
+              : link.master === undefined || !hasPorts(link.master);
+          if (!leftover) {
             this.#logger.warn(
               { link: link.name },
               "a Switchyard-named interface this state does not know is in use; leaving it alone",
             );
+            continue;
           }
+          await this.#datapath.deleteLink(link.name);
+          const kind = veth ? "veth" : vxlan ? "VXLAN device" : "bridge";
+          repairs.push(`removed stray ${kind} ${link.name}`);
         }
         await this.#firewall.apply(state);
         for (const repair of repairs) this.#logger.warn({ repair }, "reconciled");

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import { chmod, mkdir, readFile, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
-import Fastify, { type FastifyBaseLogger } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { type Logger, pino } from "pino";
 import { buildApp } from "./app.ts";
 import { ClusterService } from "./cluster/cluster.ts";
@@ -53,11 +53,7 @@ async function main(): Promise<void> {
   });
   const app = buildApp({ network, ipam: new IpamDriver(state, cluster, logger), logger });
 
-  await mkdir(dirname(settings.socketPath), { recursive: true });
-  await rm(settings.socketPath, { force: true });
-  await app.listen({ path: settings.socketPath });
-  // Only dockerd (root) talks to the plugin.
-  await chmod(settings.socketPath, 0o660);
+  await listenOnSocket(app, settings.socketPath);
   logger.info(
     {
       socket: settings.socketPath,
@@ -92,6 +88,14 @@ async function main(): Promise<void> {
   process.once("SIGINT", () => stop("SIGINT"));
 }
 
+/** Listens on the plugin socket (replacing a stale one); only dockerd (root) may use it. */
+async function listenOnSocket(app: FastifyInstance, path: string): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await rm(path, { force: true });
+  await app.listen({ path });
+  await chmod(path, 0o660);
+}
+
 /** Serves only refusals: the plugin is up (so dockerd does not loop) but touches nothing. */
 async function serveRefusal(settings: Settings, logger: Logger, reason: string): Promise<void> {
   logger.fatal({ err: reason }, "switchyard cannot use its state; refusing every request");
@@ -110,10 +114,7 @@ async function serveRefusal(settings: Settings, logger: Logger, reason: string):
   app.setNotFoundHandler(async (_request, reply) =>
     reply.code(500).send({ Err: `Switchyard refuses to work: ${reason}` }),
   );
-  await mkdir(dirname(settings.socketPath), { recursive: true });
-  await rm(settings.socketPath, { force: true });
-  await app.listen({ path: settings.socketPath });
-  await chmod(settings.socketPath, 0o660);
+  await listenOnSocket(app, settings.socketPath);
 }
 
 /** The multi-host side, when ETCD_ENDPOINTS is set: etcd client, this host's ID and VTEP. */

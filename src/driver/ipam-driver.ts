@@ -103,20 +103,20 @@ export class IpamDriver {
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const bare = bareAddress(address);
-    const wasStatic = await this.#state.change((state, ipam) => {
+    // The VXLAN id when this was a static address taken cluster-wide, else undefined.
+    const staticIn = await this.#state.change((state, ipam) => {
       ipam.releaseAddress(poolId, address);
       const shared = this.#clusterNetwork(poolId);
       const record = shared === undefined ? undefined : state.cluster?.networks[String(shared.vni)];
-      if (record?.statics?.includes(bare) !== true) return false;
+      if (record?.statics?.includes(bare) !== true) return undefined;
       record.statics = record.statics.filter((item) => item !== bare);
-      return true;
+      return record.vni;
     });
-    const shared = this.#clusterNetwork(poolId);
-    if (!wasStatic || shared === undefined || this.#cluster === undefined) return;
+    if (staticIn === undefined || this.#cluster === undefined) return;
     // A static address taken cluster-wide goes back too; if etcd is away it stays taken
     // until this host leaves the network (never handed out twice, at worst held too long).
     await this.#cluster
-      .releaseAddress(shared.vni, bare)
+      .releaseAddress(staticIn, bare)
       .catch((error: unknown) =>
         this.#logger?.warn({ err: error }, "cannot release address in etcd"),
       );

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Runner } from "../exec/runner.ts";
-import type { StateDocument } from "../state/model.ts";
+import { emptyState, type StateDocument } from "../state/model.ts";
 import type { Firewall } from "./firewall.ts";
 import { IPTABLES_CHAIN, renderIptables, renderNftables } from "./render.ts";
 
@@ -57,12 +57,7 @@ export class HostFirewall implements Firewall {
 
   async clear(): Promise<void> {
     await this.#run(["nft", "-f", "-"], {
-      input: renderNftables({
-        version: 1,
-        ipam: { version: 1, pools: {} },
-        networks: {},
-        endpoints: {},
-      }),
+      input: renderNftables(emptyState()),
     });
     this.#lastNft = undefined;
     const iptables = await this.#iptables();

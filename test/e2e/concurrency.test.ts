@@ -5,18 +5,11 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { isSwitchyard } from "./lib/config.ts";
-import {
-  containerAddress,
-  createNetwork,
-  docker,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
-  uniqueName,
-} from "./lib/docker.ts";
-import { assertNothingLeft, bridgePorts, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import { containerAddress, createNetwork, docker, uniqueName } from "./lib/docker.ts";
+import { bridgePorts, type HostSnapshot } from "./lib/host.ts";
 import { callPlugin, pluginSocket } from "./lib/plugin-socket.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-cc";
 const SOCKET_CALLS = 200;
@@ -29,16 +22,11 @@ describe("concurrency", { skip: !isSwitchyard && "Switchyard only" }, () => {
   let snapshot: HostSnapshot | undefined;
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX);
   });
 
   after(async () => {
-    await t.cleanup();
-    if (snapshot) await assertNothingLeft(snapshot, 20_000);
+    await endScenario(t, snapshot, 20_000);
   });
 
   it(`${SOCKET_CALLS} concurrent RequestAddress/CreateEndpoint/Join on the socket: all attached, no duplicate`, async () => {

@@ -19,7 +19,7 @@ import {
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import { assertNothingLeft, type HostSnapshot, hostPing, snapshotHost } from "./lib/host.ts";
+import { type HostSnapshot, hostPing, snapshotHost } from "./lib/host.ts";
 import { BUILT_IN, createExtendedNetwork, type DriverPair, SWITCHYARD } from "./lib/networks.ts";
 import { createOutsideHost, type OutsideHost, WHOAMI_PORT } from "./lib/outside.ts";
 import {
@@ -32,6 +32,7 @@ import {
   tcpRequest,
   waitForHttpd,
 } from "./lib/probe.ts";
+import { endScenario } from "./lib/scenario.ts";
 import { removeLeftovers, type Tracker, track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-diff";
@@ -354,9 +355,7 @@ describe("differential: Switchyard behaves like Docker's built-in bridge driver"
 
   after(async () => {
     await outside?.close();
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it("measures the matrix on built-in bridge networks", async (context) => {

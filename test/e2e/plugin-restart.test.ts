@@ -11,14 +11,12 @@ import {
   createNetwork,
   docker,
   ping,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import type { HostSnapshot } from "./lib/host.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 import { waitFor } from "./lib/wait.ts";
 
 const PREFIX = "sy-e2e-rs";
@@ -47,11 +45,7 @@ describe("plugin restarts keep networks and addresses", {
   let pluginId = "";
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
     pluginId = await docker(["plugin", "inspect", "-f", "{{.Id}}", networkDriver]);
     await createNetwork({
       name: t.network(network),
@@ -68,8 +62,7 @@ describe("plugin restarts keep networks and addresses", {
   });
 
   after(async () => {
-    await t.cleanup();
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   async function checkEverythingStillWorks(stage: string) {

@@ -11,25 +11,21 @@ import {
   networkDriverShown,
   networkNames,
   ping,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
 import {
   addHostBridge,
   addNonBridgeLink,
-  assertNothingLeft,
   bridgePorts,
   type HostSnapshot,
   hostPeerOf,
   hostPing,
-  snapshotHost,
   uniqueLinkName,
 } from "./lib/host.ts";
 import { inCidr } from "./lib/ipv4.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s1";
 const LINK_PREFIX = "sye2e1";
@@ -46,11 +42,7 @@ describe("S1: network on a bridge the user made", () => {
   let address = "";
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
 
     await addHostBridge(t.bridge(bridge), `${GATEWAY}/24`);
     await createNetwork({
@@ -63,9 +55,7 @@ describe("S1: network on a bridge the user made", () => {
   });
 
   after(async () => {
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it("docker network ls shows the network with the driver under test", async () => {

@@ -13,14 +13,11 @@ import {
   docker,
   httpGet,
   httpServerCommand,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   runContainer,
   runContainerMayFail,
   uniqueName,
 } from "./lib/docker.ts";
-import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import type { HostSnapshot } from "./lib/host.ts";
 import { createOutsideHost, type OutsideHost } from "./lib/outside.ts";
 import {
   type BackgroundServer,
@@ -32,7 +29,8 @@ import {
   udpRequest,
   waitForHttpd,
 } from "./lib/probe.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s2p";
 const LINK_PREFIX = "sye2eop";
@@ -55,11 +53,7 @@ describe("S2: published ports", () => {
   let primary = "";
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
 
     outside = await createOutsideHost(t, {
       prefix: PREFIX,
@@ -80,9 +74,7 @@ describe("S2: published ports", () => {
   after(async () => {
     for (const server of servers) await server.close();
     await outside?.close();
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it(`-p ${PORT}:80 is reachable from the host's address and 127.0.0.1`, async () => {

@@ -9,24 +9,15 @@ import {
   createNetwork,
   exec,
   ping,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   resolveName,
   runContainer,
   runContainerMayFail,
   uniqueName,
 } from "./lib/docker.ts";
-import {
-  assertNothingLeft,
-  type HostSnapshot,
-  hostAddresses,
-  hostLink,
-  snapshotHost,
-  uniqueLinkName,
-} from "./lib/host.ts";
+import { type HostSnapshot, hostAddresses, hostLink, uniqueLinkName } from "./lib/host.ts";
 import { inCidr } from "./lib/ipv4.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s2";
 const LINK_PREFIX = "sye2e2";
@@ -45,11 +36,7 @@ describe("S2: user-defined bridge network", () => {
   const bridge = uniqueLinkName(LINK_PREFIX);
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
 
     await createNetwork({
       name: t.network(network),
@@ -62,9 +49,7 @@ describe("S2: user-defined bridge network", () => {
   });
 
   after(async () => {
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it("the driver makes the named bridge holding the gateway address", async () => {

@@ -10,16 +10,14 @@ import {
   httpGet,
   httpServerCommand,
   ping,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import type { HostSnapshot } from "./lib/host.ts";
 import { createOutsideHost, type OutsideHost } from "./lib/outside.ts";
 import { hostPrimaryAddress, httpGetFrom, ON_HOST, waitForHttpd } from "./lib/probe.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s3";
 const LINK_PREFIX = "sye2eo3";
@@ -43,11 +41,7 @@ describe("S3: internal network", () => {
   let primary = "";
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
 
     outside = await createOutsideHost(t, {
       prefix: PREFIX,
@@ -76,9 +70,7 @@ describe("S3: internal network", () => {
 
   after(async () => {
     await outside?.close();
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it("containers on the internal network reach each other", async () => {

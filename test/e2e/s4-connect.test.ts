@@ -9,22 +9,14 @@ import {
   docker,
   interfacesInContainer,
   ping,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   runContainer,
   runContainerMayFail,
   uniqueName,
 } from "./lib/docker.ts";
-import {
-  assertNothingLeft,
-  type HostSnapshot,
-  hostLink,
-  hostPeerOf,
-  snapshotHost,
-} from "./lib/host.ts";
+import { type HostSnapshot, hostLink, hostPeerOf } from "./lib/host.ts";
 import { inCidr } from "./lib/ipv4.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s4";
 const LINK_PREFIX = "sye2e4";
@@ -45,11 +37,7 @@ describe("S4: connect and disconnect", () => {
   let releasedHostVeth = "";
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
 
     await createNetwork({
       name: t.network(network),
@@ -66,9 +54,7 @@ describe("S4: connect and disconnect", () => {
   });
 
   after(async () => {
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it("a connected container has two interfaces and reaches peers on both networks", async () => {

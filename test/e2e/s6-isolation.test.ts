@@ -12,15 +12,13 @@ import {
   httpGet,
   httpServerCommand,
   ping,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import type { HostSnapshot } from "./lib/host.ts";
 import { waitForHttpd } from "./lib/probe.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s6";
 const LINK_PREFIX = "sye2e6";
@@ -44,11 +42,7 @@ describe("S6: isolation between networks", () => {
   let addressDefault = "";
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
 
     await createNetwork({ name: t.network(networkA), subnet: SUBNET_A });
     await createNetwork({ name: t.network(networkB), subnet: SUBNET_B });
@@ -87,9 +81,7 @@ describe("S6: isolation between networks", () => {
   });
 
   after(async () => {
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it("containers on two networks cannot reach each other, in either direction", async () => {

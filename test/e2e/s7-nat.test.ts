@@ -4,18 +4,11 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import {
-  containerAddress,
-  createNetwork,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
-  runContainer,
-  uniqueName,
-} from "./lib/docker.ts";
-import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./lib/host.ts";
+import { containerAddress, createNetwork, runContainer, uniqueName } from "./lib/docker.ts";
+import type { HostSnapshot } from "./lib/host.ts";
 import { createOutsideHost, type OutsideHost } from "./lib/outside.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s7";
 const LINK_PREFIX = "sye2eo7";
@@ -31,11 +24,7 @@ describe("S7: outbound NAT", () => {
   const noMasqNetwork = uniqueName(PREFIX);
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
 
     outside = await createOutsideHost(t, {
       prefix: PREFIX,
@@ -52,9 +41,7 @@ describe("S7: outbound NAT", () => {
 
   after(async () => {
     await outside?.close();
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it("a container reaches the outside host, which sees the host's address as source", async () => {

@@ -10,22 +10,14 @@ import {
   exec,
   execMayFail,
   interfacesInContainer,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import {
-  assertNothingLeft,
-  type HostSnapshot,
-  hostLink,
-  hostPeerOf,
-  snapshotHost,
-} from "./lib/host.ts";
+import { type HostSnapshot, hostLink, hostPeerOf } from "./lib/host.ts";
 import { inCidr } from "./lib/ipv4.ts";
 import { containerAddress6, createExtendedNetwork } from "./lib/networks.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 
 const PREFIX = "sy-e2e-s8";
 const LINK_PREFIX = "sye2e8";
@@ -62,11 +54,7 @@ describe("S8: MTU and IPv6", () => {
   const v6Network = uniqueName(PREFIX);
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX, LINK_PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX, LINK_PREFIX);
 
     await createNetwork({
       name: t.network(mtuNetwork),
@@ -82,9 +70,7 @@ describe("S8: MTU and IPv6", () => {
   });
 
   after(async () => {
-    await t.cleanup();
-    // Without a snapshot the suite failed before making anything worth comparing.
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   it("the MTU option gives the container's eth0 and the host bridge MTU 1400", async () => {

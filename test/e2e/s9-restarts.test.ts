@@ -14,14 +14,12 @@ import {
   docker,
   networkId,
   ping,
-  requireDocker,
-  requireDrivers,
-  requireRoot,
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import { assertNothingLeft, type HostSnapshot, hostLink, snapshotHost } from "./lib/host.ts";
-import { removeLeftovers, track } from "./lib/track.ts";
+import { type HostSnapshot, hostLink } from "./lib/host.ts";
+import { endScenario, startScenario } from "./lib/scenario.ts";
+import { track } from "./lib/track.ts";
 import { waitFor } from "./lib/wait.ts";
 
 const PREFIX = "sy-e2e-s9";
@@ -47,11 +45,7 @@ describe("S9: restarts lose nothing", { skip: !isSwitchyard && "Switchyard only"
   let bridge = "";
 
   before(async () => {
-    requireRoot();
-    await requireDocker();
-    await requireDrivers();
-    await removeLeftovers(PREFIX);
-    snapshot = await snapshotHost();
+    snapshot = await startScenario(PREFIX);
     await createNetwork({ name: t.network(network), subnet: SUBNET, gateway: "10.231.10.1" });
     bridge = `sy-${(await networkId(network)).slice(0, 12)}`;
     const always = ["--restart", "always"];
@@ -60,8 +54,7 @@ describe("S9: restarts lose nothing", { skip: !isSwitchyard && "Switchyard only"
   });
 
   after(async () => {
-    await t.cleanup();
-    if (snapshot) await assertNothingLeft(snapshot);
+    await endScenario(t, snapshot);
   });
 
   async function checkWorking(stage: string) {

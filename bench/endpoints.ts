@@ -5,7 +5,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { performance } from "node:perf_hooks";
-import { bridgeNameFor, vethNamesFor } from "../src/driver/names.ts";
+import { bridgeNameFor, vethNamesFor } from "../src/names.ts";
 import { run } from "./lib/exec.ts";
 import { type PluginClient, pluginPid, residentBytes } from "./lib/plugin.ts";
 import { type Summary, summarize } from "./lib/stats.ts";

@@ -14,10 +14,12 @@ import { registerNetworkRoutes } from "./routes/network-driver.ts";
 import { registerPluginRoutes } from "./routes/plugin.ts";
 import { registerStatusRoutes } from "./routes/status.ts";
 
-/** What the HTTP shell needs: the two services and a logger. */
+/** What the HTTP shell needs: the two services, the status view and a logger. */
 export interface AppDeps {
   network: NetworkDriver;
   ipam: IpamDriver;
+  /** The status view (`/Switchyard.Status`). */
+  status: () => unknown;
   logger: Logger;
   /** Largest request body accepted; Docker's requests are a few KB. */
   bodyLimit?: number;
@@ -117,6 +119,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerPluginRoutes(app);
   registerNetworkRoutes(app, deps.network);
   registerIpamRoutes(app, deps.ipam);
-  registerStatusRoutes(app, deps.network);
+  registerStatusRoutes(app, deps.status);
   return app;
 }

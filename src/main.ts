@@ -12,10 +12,12 @@ import { IpamDriver } from "./driver/ipam-driver.ts";
 import { NetworkDriver } from "./driver/network-driver.ts";
 import { createRunner, type Runner } from "./exec/runner.ts";
 import { createFirewall } from "./firewall/host-firewall.ts";
+import { formatAddress, tryParseAddress } from "./ipam/prefix.ts";
 import { ProxyPublisher } from "./proxy/port-proxy.ts";
 import { readSettings, type Settings } from "./settings.ts";
 import { StateManager } from "./state/state-manager.ts";
 import { FileStore } from "./state/store.ts";
+import { statusView } from "./status/view.ts";
 
 /** Process entry: settings, logger, state, socket; slow host work only after listening. */
 async function main(): Promise<void> {
@@ -51,7 +53,12 @@ async function main(): Promise<void> {
     logger,
     ...(cluster === undefined ? {} : { cluster }),
   });
-  const app = buildApp({ network, ipam: new IpamDriver(state, cluster, logger), logger });
+  const app = buildApp({
+    network,
+    ipam: new IpamDriver(state, cluster, logger),
+    status: () => statusView(state.document),
+    logger,
+  });
 
   await listenOnSocket(app, settings.socketPath);
   logger.info(
@@ -66,12 +73,13 @@ async function main(): Promise<void> {
   // After a restart the host may have lost bridges, addresses and rules (a reboot, a person):
   // repair them once listening, so dockerd never waits on this.
   const driver = network;
+  // A failed reconciliation must not keep this host out of its multi-host networks.
   driver
     .reconcile()
-    .then(() => cluster?.resume(driver.clusterNetworks()))
     .catch((error: unknown) =>
       logger.error({ err: error }, "cannot reconcile the host at start-up"),
-    );
+    )
+    .finally(() => cluster?.resume(driver.clusterNetworks()));
   driver
     .restorePublishedPorts()
     .catch((error: unknown) => logger.error({ err: error }, "cannot restore published ports"));
@@ -79,6 +87,7 @@ async function main(): Promise<void> {
   const stop = (signal: string): void => {
     logger.info({ signal }, "stopping");
     cluster?.stop();
+    driver.stop();
     app.close().then(
       () => process.exit(0),
       () => process.exit(1),
@@ -147,7 +156,8 @@ async function createCluster(
 
 /** This host's VXLAN underlay address: VXLAN_LOCAL (address or interface), else the default route's. */
 async function findVtep(runner: Runner, setting: string): Promise<string> {
-  if (/^[0-9]{1,3}(\.[0-9]{1,3}){3}$/.test(setting)) return setting;
+  const given = tryParseAddress(setting);
+  if (given !== undefined && !given.v6) return formatAddress(given);
   let device = setting;
   if (device === "") {
     const { stdout } = await runner(["ip", "-j", "-4", "route", "show", "default"]);

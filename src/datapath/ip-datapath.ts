@@ -32,6 +32,22 @@ function toLinkInfo(entry: IpLinkJson): LinkInfo {
   };
 }
 
+/**
+ * A `-batch` script of argv-style commands. Values were parsed before they got here; this
+ * refuses any word that could end a command or start another (white space, quotes, `#`,
+ * `\\`), so no request string can ever add a command of its own.
+ */
+export function batchScript(commands: readonly (readonly string[])[]): string {
+  for (const command of commands) {
+    for (const word of command) {
+      if (word === "" || /[\s"'#\\]/.test(word)) {
+        throw internal(`refusing to run a command with the word ${JSON.stringify(word)}`);
+      }
+    }
+  }
+  return `${commands.map((command) => command.join(" ")).join("\n")}\n`;
+}
+
 /** The datapath through iproute2's `ip`, batching commands where it can (one spawn per step). */
 export class IpDatapath implements Datapath {
   readonly #run: Runner;
@@ -63,22 +79,22 @@ export class IpDatapath implements Datapath {
         `cannot create bridge "${spec.name}": an interface of kind ${existing.kind ?? "device"} has that name`,
       );
     }
-    const commands: string[] = [];
+    const commands: string[][] = [];
     if (existing === undefined) {
       const mac = spec.mac === undefined ? [] : ["address", spec.mac];
       const mtu = spec.mtu === undefined ? [] : ["mtu", String(spec.mtu)];
-      commands.push(["link", "add", "name", spec.name, ...mac, ...mtu, "type", "bridge"].join(" "));
+      commands.push(["link", "add", "name", spec.name, ...mac, ...mtu, "type", "bridge"]);
     } else if (spec.mtu !== undefined && existing.mtu !== spec.mtu) {
-      commands.push(`link set dev ${spec.name} mtu ${spec.mtu}`);
+      commands.push(["link", "set", "dev", spec.name, "mtu", String(spec.mtu)]);
     }
     const present = existing === undefined ? new Set<string>() : await this.#addresses(spec.name);
     for (const address of spec.addresses) {
       if (present.has(address)) continue;
       // nodad: the gateway must answer at once; a v6 DAD wait would race the first container.
-      const extra = address.includes(":") ? " nodad" : "";
-      commands.push(`address add ${address} dev ${spec.name}${extra}`);
+      const extra = address.includes(":") ? ["nodad"] : [];
+      commands.push(["address", "add", address, "dev", spec.name, ...extra]);
     }
-    commands.push(`link set dev ${spec.name} up`);
+    commands.push(["link", "set", "dev", spec.name, "up"]);
     await this.#batch(commands);
   }
 
@@ -104,7 +120,7 @@ export class IpDatapath implements Datapath {
   }
 
   async attach(hostName: string, bridge: string): Promise<void> {
-    await this.#batch([`link set dev ${hostName} master ${bridge} up`]);
+    await this.#batch([["link", "set", "dev", hostName, "master", bridge, "up"]]);
   }
 
   async deleteLink(name: string): Promise<void> {
@@ -117,8 +133,8 @@ export class IpDatapath implements Datapath {
 
   async ensureVxlan(spec: VxlanSpec): Promise<void> {
     const existing = await this.link(spec.name);
-    const mtu = spec.mtu === undefined ? "" : ` mtu ${spec.mtu}`;
-    const commands: string[] = [];
+    const mtu = spec.mtu === undefined ? [] : ["mtu", String(spec.mtu)];
+    const commands: string[][] = [];
     if (existing !== undefined && existing.kind !== "vxlan") {
       throw internal(
         `cannot create VXLAN device "${spec.name}": an interface of kind ${existing.kind ?? "device"} has that name`,
@@ -127,11 +143,12 @@ export class IpDatapath implements Datapath {
     if (existing === undefined) {
       // Learning on: remote containers' MACs are learnt from traffic; flood entries (one per
       // peer host) carry broadcasts and the first packets.
-      commands.push(
-        `link add ${spec.name} type vxlan id ${spec.vni} local ${spec.local} dstport 4789`,
-      );
+      commands.push([
+        ...["link", "add", spec.name, "type", "vxlan", "id", String(spec.vni)],
+        ...["local", spec.local, "dstport", "4789"],
+      ]);
     }
-    commands.push(`link set dev ${spec.name}${mtu} master ${spec.bridge} up`);
+    commands.push(["link", "set", "dev", spec.name, ...mtu, "master", spec.bridge, "up"]);
     await this.#batch(commands);
   }
 
@@ -144,17 +161,17 @@ export class IpDatapath implements Datapath {
         .map((entry) => entry.dst),
     );
     const wanted = new Set(peers);
-    const commands: string[] = [];
+    const commands: string[][] = [];
     for (const peer of wanted) {
       if (!current.has(peer))
-        commands.push(`fdb append 00:00:00:00:00:00 dev ${device} dst ${peer}`);
+        commands.push(["fdb", "append", "00:00:00:00:00:00", "dev", device, "dst", peer]);
     }
     for (const peer of current) {
       if (peer !== undefined && !wanted.has(peer))
-        commands.push(`fdb del 00:00:00:00:00:00 dev ${device} dst ${peer}`);
+        commands.push(["fdb", "del", "00:00:00:00:00:00", "dev", device, "dst", peer]);
     }
     if (commands.length > 0) {
-      await this.#run(["bridge", "-batch", "-"], { input: `${commands.join("\n")}\n` });
+      await this.#run(["bridge", "-batch", "-"], { input: batchScript(commands) });
     }
   }
 
@@ -175,14 +192,14 @@ export class IpDatapath implements Datapath {
     );
   }
 
-  /** Runs several `ip` commands in one process; every value in them was validated before. */
-  async #batch(commands: string[]): Promise<void> {
-    if (commands.length === 0) return;
+  /** Runs several `ip` commands in one process (one alone runs as a plain argv). */
+  async #batch(commands: string[][]): Promise<void> {
+    const [only] = commands;
+    if (only === undefined) return;
     if (commands.length === 1) {
-      const [only] = commands;
-      await this.#run(["ip", ...(only ?? "").split(" ")]);
+      await this.#run(["ip", ...only]);
       return;
     }
-    await this.#run(["ip", "-batch", "-"], { input: `${commands.join("\n")}\n` });
+    await this.#run(["ip", "-batch", "-"], { input: batchScript(commands) });
   }
 }

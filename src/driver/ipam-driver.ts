@@ -6,11 +6,17 @@ import { OptionKeys } from "../protocol/wire.ts";
 import { bareAddress, type ClusterNetworkRecord } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 
-/** The IPAM driver: the pure allocator, with every change saved before it is answered. */
+/**
+ * The IPAM driver: the pure allocator, with every change committed before it is answered.
+ * etcd calls for multi-host networks run outside the state queue, with an undo commit when
+ * they fail.
+ */
 export class IpamDriver {
   readonly #state: StateManager;
   readonly #cluster: ClusterService | undefined;
   readonly #logger: Logger | undefined;
+  /** Block claims in flight per VXLAN id: one at a time, so a burst claims one block, not many. */
+  readonly #claiming = new Map<number, Promise<void>>();
 
   constructor(state: StateManager, cluster?: ClusterService, logger?: Logger) {
     this.#state = state;
@@ -39,7 +45,7 @@ export class IpamDriver {
     if ((input.subPool ?? "") !== "" && (input.pool ?? "") === "") {
       throw badRequest("an ip-range (SubPool) needs a subnet (Pool) too");
     }
-    return this.#state.change((_state, ipam) =>
+    return this.#state.commit((_state, ipam) =>
       ipam.requestPool({
         addressSpace: input.addressSpace || Ipam.localAddressSpace,
         pool: input.pool || undefined,
@@ -51,10 +57,10 @@ export class IpamDriver {
   }
 
   releasePool(poolId: string): Promise<void> {
-    return this.#state.change((_state, ipam) => ipam.releasePool(poolId));
+    return this.#state.commit((_state, ipam) => ipam.releasePool(poolId));
   }
 
-  requestAddress(input: {
+  async requestAddress(input: {
     poolId: string;
     address?: string;
     options?: Record<string, string> | null;
@@ -65,46 +71,105 @@ export class IpamDriver {
     const shared = this.#clusterNetwork(input.poolId);
     const cluster = this.#cluster;
     if (shared === undefined || cluster === undefined || gateway) {
-      return this.#state.change((_state, ipam) =>
+      return this.#state.commit((_state, ipam) =>
         ipam.requestAddress(input.poolId, { address, gateway }),
       );
     }
     // A multi-host network: a static address must be free on every host; automatic ones come
     // from the blocks this host claimed, and a new block is claimed only when those are full.
-    return this.#state.change(async (state, ipam) => {
-      const record = state.cluster?.networks[String(shared.vni)];
-      if (record === undefined) throw internal(`multi-host network ${shared.vni} vanished`);
-      if (address !== undefined) {
-        const result = ipam.requestAddress(input.poolId, { address });
-        const bare = bareAddress(address);
-        await cluster.claimAddress(shared.vni, bare);
-        record.statics = [...(record.statics ?? []), bare];
-        return result;
-      }
+    if (address !== undefined)
+      return this.#requestStatic(cluster, shared.vni, input.poolId, address);
+    for (;;) {
       try {
-        return ipam.requestAddress(input.poolId, { within: record.blocks });
+        return await this.#state.commit((state, ipam) =>
+          ipam.requestAddress(input.poolId, { within: this.#record(state, shared.vni).blocks }),
+        );
       } catch (error) {
         if (!(error instanceof SwitchyardError && error.kind === "Exhausted")) throw error;
       }
-      let block: string;
-      try {
-        block = await cluster.claimBlock(shared.vni, record.subnet, record.blocks);
-      } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
-        throw new SwitchyardError(
-          error instanceof SwitchyardError ? error.kind : "Internal",
-          `no free address left in this host's blocks of ${record.subnet} and no new block could be claimed: ${reason}`,
-        );
+      const inFlight = this.#claiming.get(shared.vni);
+      if (inFlight !== undefined) {
+        await inFlight;
+        continue;
       }
-      record.blocks.push(block);
-      return ipam.requestAddress(input.poolId, { within: record.blocks });
+      const claim = this.#claimBlock(cluster, shared.vni);
+      this.#claiming.set(
+        shared.vni,
+        claim.then(
+          () => undefined,
+          () => undefined,
+        ),
+      );
+      try {
+        await claim;
+      } finally {
+        this.#claiming.delete(shared.vni);
+      }
+    }
+  }
+
+  /**
+   * A static address on a multi-host network: held locally first (so a second request for
+   * it here fails at once), then claimed in etcd; given back locally if etcd refuses it.
+   */
+  async #requestStatic(
+    cluster: ClusterService,
+    vni: number,
+    poolId: string,
+    address: string,
+  ): Promise<string> {
+    const bare = bareAddress(address);
+    const result = await this.#state.commit((state, ipam) => {
+      const allocated = ipam.requestAddress(poolId, { address });
+      const record = this.#record(state, vni);
+      record.statics = [...(record.statics ?? []), bare];
+      return allocated;
     });
+    try {
+      await cluster.claimAddress(vni, bare);
+      return result;
+    } catch (error) {
+      await this.#state
+        .commit((state, ipam) => {
+          ipam.releaseAddress(poolId, address);
+          const record = this.#record(state, vni);
+          record.statics = (record.statics ?? []).filter((item) => item !== bare);
+        })
+        .catch((undoError: unknown) =>
+          this.#logger?.error({ err: undoError }, "cannot give back a refused static address"),
+        );
+      throw error;
+    }
+  }
+
+  async #claimBlock(cluster: ClusterService, vni: number): Promise<void> {
+    const record = this.#record(this.#state.document, vni);
+    let block: string;
+    try {
+      block = await cluster.claimBlock(vni, record.subnet, record.blocks);
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      throw new SwitchyardError(
+        error instanceof SwitchyardError ? error.kind : "Internal",
+        `no free address left in this host's blocks of ${record.subnet} and no new block could be claimed: ${reason}`,
+      );
+    }
+    await this.#state.commit((state) => {
+      const current = this.#record(state, vni);
+      if (!current.blocks.includes(block)) current.blocks.push(block);
+    });
+  }
+
+  #record(state: { cluster?: { networks: Record<string, ClusterNetworkRecord> } }, vni: number) {
+    const record = state.cluster?.networks[String(vni)];
+    if (record === undefined) throw internal(`multi-host network ${vni} vanished`);
+    return record;
   }
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const bare = bareAddress(address);
     // The VXLAN id when this was a static address taken cluster-wide, else undefined.
-    const staticIn = await this.#state.change((state, ipam) => {
+    const staticIn = await this.#state.commit((state, ipam) => {
       ipam.releaseAddress(poolId, address);
       const shared = this.#clusterNetwork(poolId);
       const record = shared === undefined ? undefined : state.cluster?.networks[String(shared.vni)];

@@ -1,7 +1,8 @@
 import { parseVxlanId } from "../cluster/cluster.ts";
 import { badRequest } from "../errors.ts";
+import { formatAddress, tryParseAddress } from "../ipam/prefix.ts";
+import { validateInterfaceName } from "../names.ts";
 import { OptionKeys, type WireOptions } from "../protocol/wire.ts";
-import { validateInterfaceName } from "./names.ts";
 
 /** Network options after parsing and validation. */
 export interface NetworkOptions {
@@ -49,11 +50,11 @@ function parseMtu(value: string): number {
 }
 
 function parseIpv4(key: string, value: string): string {
-  const parts = value.split(".");
-  const valid =
-    parts.length === 4 && parts.every((part) => /^[0-9]{1,3}$/.test(part) && Number(part) <= 255);
-  if (!valid) throw badRequest(`option ${key}="${value}" must be an IPv4 address`);
-  return value;
+  const address = tryParseAddress(value);
+  if (address === undefined || address.v6) {
+    throw badRequest(`option ${key}="${value}" must be an IPv4 address`);
+  }
+  return formatAddress(address);
 }
 
 function readFlag(options: WireOptions, key: string): boolean {

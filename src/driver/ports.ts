@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
-import { badRequest } from "../errors.ts";
+import { badRequest, conflict } from "../errors.ts";
+import { formatAddress, tryParseAddress } from "../ipam/prefix.ts";
 import { OptionKeys } from "../protocol/wire.ts";
-import type { PortBinding } from "../state/model.ts";
+import { bareAddress, type EndpointRecord, type PortBinding } from "../state/model.ts";
 
 const PROTOCOLS: Record<number, PortBinding["proto"]> = { 6: "tcp", 17: "udp", 132: "sctp" };
 
@@ -12,6 +13,17 @@ function port(value: unknown, what: string, allowZero: boolean): number {
   }
   if (!allowZero && value === 0) throw badRequest(`${what} must not be 0`);
   return value;
+}
+
+/** A binding's host address, parsed and written back canonically ("" for every address). */
+function parseHostIp(value: unknown, index: number): string {
+  if (value === undefined || value === null || value === "") return "";
+  if (typeof value !== "string") throw badRequest(`port map item ${index} HostIP must be a string`);
+  const address = tryParseAddress(value);
+  if (address === undefined) {
+    throw badRequest(`port map item ${index} HostIP "${value}" is not an IP address`);
+  }
+  return formatAddress(address);
 }
 
 /** Decodes `com.docker.network.portmap` (what `-p` asks for) into port bindings. */
@@ -32,7 +44,7 @@ export function parsePortBindings(
         `port map item ${index} has protocol ${String(entry.Proto)}; expected 6 (tcp), 17 (udp) or 132 (sctp)`,
       );
     }
-    const hostIp = entry.HostIP === undefined || entry.HostIP === null ? "" : String(entry.HostIP);
+    const hostIp = parseHostIp(entry.HostIP, index);
     const hostPort = port(entry.HostPort, `port map item ${index} HostPort`, true);
     const hostPortEnd =
       port(entry.HostPortEnd, `port map item ${index} HostPortEnd`, true) || hostPort;
@@ -95,4 +107,40 @@ export function describeBinding(binding: PortBinding): string {
       ? `${binding.hostPort}-${binding.hostPortEnd}`
       : String(binding.hostPort);
   return `${host}:${ports}->${binding.containerPort}/${binding.proto}`;
+}
+
+/**
+ * The host ports a binding may take, in order, given what the state already holds (pure):
+ * every candidate no other endpoint and no earlier binding of this one publishes. A single
+ * asked-for port that is held is a Conflict naming its holder.
+ */
+export function choosePorts(
+  endpoints: readonly EndpointRecord[],
+  endpointId: string,
+  wanted: PortBinding,
+  earlier: readonly PortBinding[],
+): number[] {
+  const candidates = candidateHostPorts(wanted);
+  const single = candidates.length === 1;
+  const free: number[] = [];
+  for (const port of candidates) {
+    const binding = { ...wanted, hostPort: port, hostPortEnd: port };
+    const holder = endpoints.find(
+      (other) =>
+        other.id !== endpointId && other.ports.some((taken) => bindingsClash(taken, binding)),
+    );
+    if (holder !== undefined) {
+      if (!single) continue;
+      const holderNetwork = holder.networkId.slice(0, 12);
+      throw conflict(
+        `cannot publish ${describeBinding(binding)}: host port ${port}/${binding.proto} is already published by the container at ${holder.address === undefined ? "(no IPv4)" : bareAddress(holder.address)} on network ${holderNetwork} (endpoint ${holder.id.slice(0, 12)}; see docker network inspect ${holderNetwork})`,
+      );
+    }
+    if (earlier.some((taken) => bindingsClash(taken, binding))) {
+      if (!single) continue;
+      throw conflict(`cannot publish ${describeBinding(binding)} twice for one container`);
+    }
+    free.push(port);
+  }
+  return free;
 }

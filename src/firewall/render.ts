@@ -1,5 +1,4 @@
-import { macFor } from "../driver/names.ts";
-import { vxlanDeviceName } from "../driver/vxlan.ts";
+import { macFor, vxlanDeviceName } from "../names.ts";
 import {
   bareAddress,
   type EndpointRecord,

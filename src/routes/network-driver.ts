@@ -20,6 +20,7 @@ import type {
   JoinResponse,
   NetworkRequest,
 } from "../protocol/wire.ts";
+import { decodeCreateEndpoint, decodeCreateNetwork, decodePortBindings } from "./decode.ts";
 
 /** `/NetworkDriver.*`: decode, call the driver, encode. */
 export function registerNetworkRoutes(app: FastifyInstance, driver: NetworkDriver): void {
@@ -32,13 +33,7 @@ export function registerNetworkRoutes(app: FastifyInstance, driver: NetworkDrive
     "/NetworkDriver.CreateNetwork",
     { schema: { body: createNetworkBody } },
     async (request) => {
-      const body = request.body;
-      await driver.createNetwork({
-        networkId: body.NetworkID,
-        options: body.Options,
-        ipv4: (body.IPv4Data ?? []).map((item) => ({ pool: item.Pool, gateway: item.Gateway })),
-        ipv6: (body.IPv6Data ?? []).map((item) => ({ pool: item.Pool, gateway: item.Gateway })),
-      });
+      await driver.createNetwork(decodeCreateNetwork(request.body));
       return {};
     },
   );
@@ -62,15 +57,7 @@ export function registerNetworkRoutes(app: FastifyInstance, driver: NetworkDrive
     "/NetworkDriver.CreateEndpoint",
     { schema: { body: createEndpointBody } },
     async (request): Promise<CreateEndpointResponse> => {
-      const body = request.body;
-      const result = await driver.createEndpoint({
-        networkId: body.NetworkID,
-        endpointId: body.EndpointID,
-        address: body.Interface?.Address || undefined,
-        addressV6: body.Interface?.AddressIPv6 || undefined,
-        mac: body.Interface?.MacAddress || undefined,
-        options: body.Options,
-      });
+      const result = await driver.createEndpoint(decodeCreateEndpoint(request.body));
       // Only fields Docker left empty: echoing one it set fails with "driver modified interface".
       return { Interface: result.mac === undefined ? {} : { MacAddress: result.mac } };
     },
@@ -123,7 +110,11 @@ export function registerNetworkRoutes(app: FastifyInstance, driver: NetworkDrive
     { schema: { body: externalConnectivityBody } },
     async (request) => {
       const body = request.body;
-      await driver.programExternalConnectivity(body.NetworkID, body.EndpointID, body.Options);
+      await driver.programExternalConnectivity(
+        body.NetworkID,
+        body.EndpointID,
+        decodePortBindings(body.Options),
+      );
       return {};
     },
   );

@@ -1,13 +1,12 @@
 import type { FastifyInstance } from "fastify";
-import type { NetworkDriver } from "../driver/network-driver.ts";
 
 /**
  * `/Switchyard.Status`: a read-only view of what Docker cannot show for a remote driver (the
  * bridge each network uses, endpoints' host veths, published ports). Not part of Docker's
  * protocols; dockerd never calls it.
  */
-export function registerStatusRoutes(app: FastifyInstance, driver: NetworkDriver): void {
-  const handler = async () => driver.status();
+export function registerStatusRoutes(app: FastifyInstance, status: () => unknown): void {
+  const handler = async () => status();
   app.get("/Switchyard.Status", handler);
   app.post("/Switchyard.Status", handler);
 }

@@ -1,19 +1,29 @@
+import { internal } from "../errors.ts";
 import { Ipam, type IpamSettings } from "../ipam/ipam.ts";
 import { emptyState, type StateDocument } from "./model.ts";
 import type { Store } from "./store.ts";
 
-/** Holds the state in memory, serialises changes and saves each change before it is answered. */
+/** A pure, synchronous change of the state: no command, socket or etcd call may run in it. */
+export type StateChange<T> = (document: StateDocument, ipam: Ipam) => T;
+
+interface Pending {
+  change: StateChange<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (reason: unknown) => void;
+}
+
+/**
+ * Holds the state in memory and commits changes one at a time, each saved before it is
+ * answered. Changes are pure and synchronous: host actions happen before (with an undo) or
+ * after a commit, never inside the queue, so one slow command cannot hold up every request.
+ */
 export class StateManager {
   readonly #store: Store;
   readonly #settings: IpamSettings;
   #document: StateDocument;
   #ipam: Ipam;
   #saved: string;
-  #pending: {
-    run: (document: StateDocument, ipam: Ipam) => Promise<unknown> | unknown;
-    resolve: (value: unknown) => void;
-    reject: (reason: unknown) => void;
-  }[] = [];
+  #pending: Pending[] = [];
   #draining = false;
 
   private constructor(store: Store, settings: IpamSettings, document: StateDocument) {
@@ -29,27 +39,26 @@ export class StateManager {
     return new StateManager(store, settings, (await store.load()) ?? emptyState());
   }
 
-  /** The current document; read it, change it only inside `change`. */
+  /** The current document; read it, change it only through `commit`. */
   get document(): Readonly<StateDocument> {
     return this.#document;
   }
 
-  /** The current allocator; change it only inside `change`. */
+  /** The current allocator; change it only through `commit`. */
   get ipam(): Ipam {
     return this.#ipam;
   }
 
   /**
-   * Runs one change at a time. If `change` throws, the in-memory state goes back to what it
-   * was before it; host-side effects are the caller's to undo. Changes queued while one runs
-   * are saved together (group commit: one fsync for a burst of requests), and none is
-   * answered before the save that holds it is durable; if that save fails, every change in
-   * it fails and the state goes back to the last saved one.
+   * Applies a change and resolves once it is durable. If `change` throws, the state goes back
+   * to what it was before it. Changes that arrive while a save runs are saved together (group
+   * commit: one fsync for a burst); if that save fails, every change in it fails and the state
+   * goes back to the last saved one.
    */
-  change<T>(change: (document: StateDocument, ipam: Ipam) => Promise<T> | T): Promise<T> {
+  commit<T>(change: StateChange<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       this.#pending.push({
-        run: change as (document: StateDocument, ipam: Ipam) => Promise<unknown> | unknown,
+        change,
         resolve: resolve as (value: unknown) => void,
         reject,
       });
@@ -62,19 +71,8 @@ export class StateManager {
     try {
       while (this.#pending.length > 0) {
         const batch = this.#pending.splice(0);
-        const outcomes: { ok: boolean; value: unknown }[] = [];
-        let current = this.#saved;
-        for (const item of batch) {
-          try {
-            const value = await item.run(this.#document, this.#ipam);
-            this.#document.ipam = this.#ipam.snapshot();
-            current = JSON.stringify(this.#document);
-            outcomes.push({ ok: true, value });
-          } catch (error) {
-            this.#restore(current);
-            outcomes.push({ ok: false, value: error });
-          }
-        }
+        const outcomes = batch.map((item) => this.#apply(item.change));
+        const current = JSON.stringify(this.#document);
         if (current !== this.#saved) {
           try {
             await this.#store.save(this.#document);
@@ -93,6 +91,23 @@ export class StateManager {
       }
     } finally {
       this.#draining = false;
+    }
+  }
+
+  /** Runs one change; a throwing one leaves the document as it found it. */
+  #apply(change: StateChange<unknown>): { ok: boolean; value: unknown } {
+    const before = JSON.stringify(this.#document);
+    try {
+      const value = change(this.#document, this.#ipam);
+      if (value instanceof Promise) {
+        void value.catch(() => undefined);
+        throw internal("a state change must be synchronous (host work belongs outside commit)");
+      }
+      this.#document.ipam = this.#ipam.snapshot();
+      return { ok: true, value };
+    } catch (error) {
+      this.#restore(before);
+      return { ok: false, value: error };
     }
   }
 

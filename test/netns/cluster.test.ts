@@ -8,6 +8,7 @@ import { EtcdClient } from "../../src/cluster/etcd.ts";
 import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
 import { IpamDriver } from "../../src/driver/ipam-driver.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
+import { parseNetworkOptions } from "../../src/driver/options.ts";
 import { HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
@@ -84,7 +85,7 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
     });
     await host.network.createNetwork({
       networkId: NETWORK_ID,
-      options: { "com.docker.network.generic": { "vxlan.id": "4242" } },
+      options: parseNetworkOptions({ "com.docker.network.generic": { "vxlan.id": "4242" } }),
       ipv4: [{ pool: SUBNET, gateway: "10.60.0.1/24" }],
       ipv6: [],
     });
@@ -103,7 +104,7 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
       ...(staticIp === undefined ? {} : { address: staticIp }),
     });
     const endpointId = name.padEnd(64, "0");
-    await host.network.createEndpoint({ networkId: NETWORK_ID, endpointId, address, options: {} });
+    await host.network.createEndpoint({ networkId: NETWORK_ID, endpointId, address });
     const joined = await host.network.join(NETWORK_ID, endpointId);
     const container = `${host.ns.name}-${name}`;
     ip("netns", "add", container);
@@ -169,7 +170,7 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
     await assert.rejects(
       b.network.createNetwork({
         networkId: NETWORK_ID,
-        options: { "com.docker.network.generic": { "vxlan.id": "4242" } },
+        options: parseNetworkOptions({ "com.docker.network.generic": { "vxlan.id": "4242" } }),
         ipv4: [{ pool: "10.61.0.0/24", gateway: "10.61.0.1/24" }],
         ipv6: [],
       }),

@@ -5,6 +5,8 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
+import { parseNetworkOptions } from "../../src/driver/options.ts";
+import { parsePortBindings } from "../../src/driver/ports.ts";
 import { HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
@@ -51,7 +53,10 @@ describe("driver and firewall with real packets in namespaces", () => {
   ) {
     await driver.createNetwork({
       networkId: id.padEnd(64, "0"),
-      options: { "com.docker.network.generic": generic, "com.docker.network.internal": internal },
+      options: parseNetworkOptions({
+        "com.docker.network.generic": generic,
+        "com.docker.network.internal": internal,
+      }),
       ipv4: [{ pool: `${subnet}.0/24`, gateway: `${subnet}.1/24` }],
       ipv6: [],
     });
@@ -64,7 +69,6 @@ describe("driver and firewall with real packets in namespaces", () => {
       networkId: networkFull,
       endpointId: endpointFull,
       address: `${address}/24`,
-      options: {},
     });
     const joined = await driver.join(networkFull, endpointFull);
     const name = `${host.name}-${endpoint}`;
@@ -188,11 +192,15 @@ describe("driver and firewall with real packets in namespaces", () => {
   it("a published port is reachable from outside through the host's address, and revoked", async () => {
     const a1 = "a1".padEnd(64, "0");
     const network = "aaaa".padEnd(64, "0");
-    await driver.programExternalConnectivity(network, a1, {
-      "com.docker.network.portmap": [
-        { Proto: 6, IP: "", Port: 80, HostIP: "", HostPort: 8081, HostPortEnd: 8081 },
-      ],
-    });
+    await driver.programExternalConnectivity(
+      network,
+      a1,
+      parsePortBindings({
+        "com.docker.network.portmap": [
+          { Proto: 6, IP: "", Port: 80, HostIP: "", HostPort: 8081, HostPortEnd: 8081 },
+        ],
+      }),
+    );
     const server = spawn("ip", [
       "netns",
       "exec",

@@ -4,6 +4,7 @@ import { afterEach, describe, it } from "node:test";
 import { pino } from "pino";
 import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
+import { parseNetworkOptions } from "../../src/driver/options.ts";
 import { detectIptablesVariant, HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
@@ -53,7 +54,7 @@ describe("iptables-nft and iptables-legacy hosts", () => {
       });
       await driver.createNetwork({
         networkId: NETWORK,
-        options: {},
+        options: parseNetworkOptions({}),
         ipv4: [{ pool: "10.202.1.0/24", gateway: "10.202.1.1/24" }],
         ipv6: [],
       });
@@ -66,7 +67,6 @@ describe("iptables-nft and iptables-legacy hosts", () => {
           networkId: NETWORK,
           endpointId,
           address: `${address}/24`,
-          options: {},
         });
         const joined = await driver.join(NETWORK, endpointId);
         const container = `${host.name}-${name}`;

@@ -14,6 +14,7 @@ import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
 import { MemoryStore } from "../../src/state/store.ts";
+import { statusView } from "../../src/status/view.ts";
 
 /** An in-memory host: links by name, so driver logic can be tested without root. */
 export class FakeDatapath implements Datapath {
@@ -127,7 +128,13 @@ export async function buildTestApp(store = new MemoryStore()) {
   const firewall = new NoFirewall();
   const publisher = new RecordingPublisher();
   const network = new NetworkDriver({ state, datapath, firewall, publisher, logger });
-  const app = buildApp({ network, ipam: new IpamDriver(state), logger, bodyLimit: 64 * 1024 });
+  const app = buildApp({
+    network,
+    ipam: new IpamDriver(state),
+    status: () => statusView(state.document),
+    logger,
+    bodyLimit: 64 * 1024,
+  });
   /** POSTs like dockerd: no Content-Type unless given, raw body text. */
   const call = async (path: string, body?: unknown, contentType?: string) => {
     const response = await app.inject({

@@ -1,14 +1,14 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { parseNetworkOptions } from "../../src/driver/options.ts";
+import { parsePortBindings } from "../../src/driver/ports.ts";
 import {
   bridgeNameFor,
   macFor,
   validateInterfaceName,
   validateMac,
   vethNamesFor,
-} from "../../src/driver/names.ts";
-import { parseNetworkOptions } from "../../src/driver/options.ts";
-import { parsePortBindings } from "../../src/driver/ports.ts";
+} from "../../src/names.ts";
 
 const ID = "0123456789abcdef".repeat(4);
 

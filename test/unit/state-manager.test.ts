@@ -13,11 +13,11 @@ describe("StateManager", () => {
   it("saves a burst of concurrent changes with one write, answering each after it", async () => {
     const store = new MemoryStore();
     const state = await StateManager.open(store, defaultIpamSettings());
-    const { poolId } = await state.change((_document, ipam) => ipam.requestPool(POOL));
+    const { poolId } = await state.commit((_document, ipam) => ipam.requestPool(POOL));
     assert.equal(store.saves, 1);
     const addresses = await Promise.all(
       Array.from({ length: 20 }, () =>
-        state.change((_document, ipam) => ipam.requestAddress(poolId, {})),
+        state.commit((_document, ipam) => ipam.requestAddress(poolId, {})),
       ),
     );
     assert.equal(new Set(addresses).size, 20);
@@ -29,15 +29,15 @@ describe("StateManager", () => {
   it("a failing change is undone without touching the others of its batch", async () => {
     const store = new MemoryStore();
     const state = await StateManager.open(store, defaultIpamSettings());
-    const { poolId } = await state.change((_document, ipam) => ipam.requestPool(POOL));
+    const { poolId } = await state.commit((_document, ipam) => ipam.requestPool(POOL));
     const results = await Promise.allSettled([
-      state.change((_document, ipam) => ipam.requestAddress(poolId, { address: "10.1.0.5" })),
-      state.change((document, ipam) => {
+      state.commit((_document, ipam) => ipam.requestAddress(poolId, { address: "10.1.0.5" })),
+      state.commit((document, ipam) => {
         ipam.requestAddress(poolId, { address: "10.1.0.6" });
         document.networks.x = {} as never;
         throw new Error("boom");
       }),
-      state.change((_document, ipam) => ipam.requestAddress(poolId, { address: "10.1.0.7" })),
+      state.commit((_document, ipam) => ipam.requestAddress(poolId, { address: "10.1.0.7" })),
     ]);
     assert.deepEqual(
       results.map((result) => result.status),
@@ -57,10 +57,10 @@ describe("StateManager", () => {
   it("a failed save fails the change and leaves the last saved state in force", async () => {
     const store = new MemoryStore();
     const state = await StateManager.open(store, defaultIpamSettings());
-    const { poolId } = await state.change((_document, ipam) => ipam.requestPool(POOL));
+    const { poolId } = await state.commit((_document, ipam) => ipam.requestPool(POOL));
     store.failNextSave = true;
     await assert.rejects(
-      state.change((_document, ipam) => ipam.requestAddress(poolId, {})),
+      state.commit((_document, ipam) => ipam.requestAddress(poolId, {})),
       /disk full/,
     );
     assert.equal(state.ipam.pool(poolId)?.allocatedCount, 0);
@@ -69,7 +69,7 @@ describe("StateManager", () => {
   it("does not write when a change changes nothing", async () => {
     const store = new MemoryStore();
     const state = await StateManager.open(store, defaultIpamSettings());
-    await state.change(() => undefined);
+    await state.commit(() => undefined);
     assert.equal(store.saves, 0);
   });
 
@@ -78,8 +78,8 @@ describe("StateManager", () => {
     try {
       const store = new FileStore(directory);
       const state = await StateManager.open(store, defaultIpamSettings());
-      const { poolId } = await state.change((_document, ipam) => ipam.requestPool(POOL));
-      await state.change((_document, ipam) => ipam.requestAddress(poolId, {}));
+      const { poolId } = await state.commit((_document, ipam) => ipam.requestPool(POOL));
+      await state.commit((_document, ipam) => ipam.requestAddress(poolId, {}));
       assert.deepEqual(await readdir(directory), ["state.json"]);
       const saved = JSON.parse(await readFile(join(directory, "state.json"), "utf8"));
       assert.equal(saved.version, 1);

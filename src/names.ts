@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { badRequest } from "../errors.ts";
+import { badRequest } from "./errors.ts";
 
 /** Linux IFNAMSIZ is 16 including the terminating NUL. */
 export const MAX_INTERFACE_NAME = 15;
@@ -69,3 +69,9 @@ export function validateMac(mac: string): string {
   }
   return lower;
 }
+
+/** Name of a multi-host network's VXLAN device (fits IFNAMSIZ: the id has at most 8 digits). */
+export const vxlanDeviceName = (vni: number): string => `syvx${vni}`;
+
+/** True for a name {@link vxlanDeviceName} makes. */
+export const isVxlanDeviceName = (name: string): boolean => /^syvx[0-9]+$/.test(name);

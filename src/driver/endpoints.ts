@@ -1,0 +1,164 @@
+import { badRequest, conflict } from "../errors.ts";
+import { macFor, vethNamesFor } from "../names.ts";
+import {
+  bareAddress,
+  type EndpointRecord,
+  firstGateway,
+  type StateDocument,
+} from "../state/model.ts";
+import { type DriverContext, findEndpoint, findNetwork, networkKey, PORTS_KEY } from "./context.ts";
+import type { Networks } from "./networks.ts";
+
+/** An endpoint as CreateEndpoint describes it, decoded into typed, validated values. */
+export interface CreateEndpointInput {
+  networkId: string;
+  endpointId: string;
+  /** Address with prefix length, canonical. */
+  address?: string;
+  addressV6?: string;
+  /** Normalised unicast MAC, when Docker gave one. */
+  mac?: string;
+}
+
+/** What Join hands back to Docker. */
+export interface JoinResult {
+  srcName: string;
+  gateway?: string;
+  gatewayV6?: string;
+  disableGatewayService: boolean;
+}
+
+/** Endpoints: the veth pair of a container on a network. */
+export class Endpoints {
+  readonly #context: DriverContext;
+  readonly #networks: Networks;
+
+  constructor(context: DriverContext, networks: Networks) {
+    this.#context = context;
+    this.#networks = networks;
+  }
+
+  /**
+   * CreateEndpoint: the veth is made, attached to the bridge and up in one command (as
+   * Docker's bridge driver attaches here), so Join and Leave need no command; then the record
+   * is committed, and the veth deleted again if that fails.
+   */
+  create(input: CreateEndpointInput): Promise<{ mac?: string }> {
+    return this.#context.locks.run([networkKey(input.networkId)], async () => {
+      const document = this.#context.state.document;
+      const network = findNetwork(document, input.networkId);
+      if (document.endpoints[input.endpointId] !== undefined) {
+        throw conflict(`endpoint ${input.endpointId.slice(0, 12)} already exists`);
+      }
+      if (input.address === undefined && input.addressV6 === undefined) {
+        throw badRequest(
+          `endpoint ${input.endpointId.slice(0, 12)} has no address; Docker's IPAM gave none`,
+        );
+      }
+      const mac = input.mac ?? macFor(input.endpointId, input.address);
+      const { hostVeth, peerVeth } = vethNamesFor(input.endpointId);
+      const endpoint: EndpointRecord = {
+        id: input.endpointId,
+        networkId: network.id,
+        hostVeth,
+        peerVeth,
+        mac,
+        ports: [],
+      };
+      if (input.address !== undefined) endpoint.address = input.address;
+      if (input.addressV6 !== undefined) endpoint.addressV6 = input.addressV6;
+      const veth = {
+        hostName: hostVeth,
+        peerName: peerVeth,
+        peerMac: mac,
+        mtu: network.mtu,
+        bridge: network.bridge,
+      };
+      const { datapath, logger } = this.#context;
+      try {
+        await datapath.ensureVeth(veth);
+      } catch (error) {
+        // After a host reboot the bridge may be gone and Docker replays nothing: repair it
+        // (only on failure, so the usual CreateEndpoint costs one command).
+        logger.warn(
+          { err: error, bridge: network.bridge },
+          "veth create failed; repairing the bridge",
+        );
+        await this.#networks.repairBridge(network.id);
+        await datapath.ensureVeth(veth);
+      }
+      try {
+        await this.#context.state.commit((state) => {
+          findNetwork(state, network.id);
+          state.endpoints[endpoint.id] = endpoint;
+        });
+      } catch (error) {
+        await datapath.deleteLink(hostVeth);
+        throw error;
+      }
+      return input.mac === undefined ? { mac } : {};
+    });
+  }
+
+  /**
+   * DeleteEndpoint: the record goes first (a crash in between leaves a stray veth, which
+   * reconciliation removes, never a record without its veth); published ports are closed,
+   * relayed connections cut, and the veth deleted after answering (the kernel takes ~20 ms).
+   */
+  delete(networkId: string, endpointId: string): Promise<void> {
+    const hadPorts = (this.#context.state.document.endpoints[endpointId]?.ports.length ?? 0) > 0;
+    const keys = hadPorts ? [networkKey(networkId), PORTS_KEY] : [networkKey(networkId)];
+    return this.#context.locks.run(keys, async () => {
+      const endpoint = this.#context.state.document.endpoints[endpointId];
+      if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      await this.forget(endpoint);
+      this.#context.deletions.add(
+        networkId,
+        endpoint.hostVeth,
+        this.#context.datapath.deleteLink(endpoint.hostVeth),
+      );
+    });
+  }
+
+  /** Drops an endpoint's record and its published ports (the caller holds its locks). */
+  async forget(endpoint: EndpointRecord): Promise<void> {
+    const remove = (state: StateDocument): void => {
+      delete state.endpoints[endpoint.id];
+    };
+    const commit = () => this.#context.state.commit(remove);
+    if (endpoint.ports.length > 0) await this.#context.firewall.around(remove, commit);
+    else await commit();
+    await this.#context.publisher.close(endpoint.id);
+  }
+
+  /** Join hands Docker the container end; it only reads the state. */
+  join(networkId: string, endpointId: string): JoinResult {
+    const document = this.#context.state.document;
+    const network = findNetwork(document, networkId);
+    const endpoint = findEndpoint(document, networkId, endpointId);
+    const result: JoinResult = { srcName: endpoint.peerVeth, disableGatewayService: false };
+    // Internal networks get their gateway too, as with Docker 20.10's bridge driver: the
+    // packet filter, not a missing route, keeps their traffic in.
+    const gateway = firstGateway(network.ipv4);
+    if (gateway !== undefined && endpoint.address !== undefined)
+      result.gateway = bareAddress(gateway);
+    const gatewayV6 = firstGateway(network.ipv6);
+    if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined)
+      result.gatewayV6 = bareAddress(gatewayV6);
+    // Without a gateway Docker would add the container to docker_gwbridge too.
+    result.disableGatewayService = result.gateway === undefined && result.gatewayV6 === undefined;
+    return result;
+  }
+
+  /** What EndpointOperInfo reports. */
+  info(networkId: string, endpointId: string): Record<string, unknown> {
+    const document = this.#context.state.document;
+    const endpoint = findEndpoint(document, networkId, endpointId);
+    return {
+      bridge: document.networks[networkId]?.bridge,
+      hostVeth: endpoint.hostVeth,
+      mac: endpoint.mac,
+      ports: endpoint.ports,
+    };
+  }
+}

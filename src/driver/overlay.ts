@@ -1,0 +1,165 @@
+import { badRequest, conflict } from "../errors.ts";
+import { vxlanDeviceName } from "../names.ts";
+import type {
+  ClusterState,
+  NetworkAddressing,
+  NetworkRecord,
+  StateDocument,
+} from "../state/model.ts";
+import type { DriverContext } from "./context.ts";
+
+/** Bytes a VXLAN header adds (outer Ethernet, IP, UDP and VXLAN). */
+const VXLAN_OVERHEAD = 50;
+
+/** What joining a multi-host network settled: the shared addressing, the MTU and the peers. */
+export interface OverlayJoin {
+  vni: number;
+  subnet: string;
+  gateway: string;
+  mtu: number;
+  peers: string[];
+  /** The local IPAM pool the network's addresses come from. */
+  poolId: string | undefined;
+}
+
+/**
+ * Everything about multi-host networks: the etcd side (join, leave, peers) through the
+ * cluster service, and this host's VXLAN device. Other parts of the driver ask this one.
+ */
+export class Overlay {
+  readonly #context: DriverContext;
+  /** Latest peers seen per VXLAN id, also before the network exists here. */
+  readonly #peers = new Map<number, string[]>();
+  /** VXLAN ids whose network is being created here right now. */
+  readonly #joining = new Set<number>();
+
+  constructor(context: DriverContext) {
+    this.#context = context;
+  }
+
+  /**
+   * Agrees with the other hosts in etcd on a multi-host network (never inside the state
+   * queue); `leave` undoes it.
+   */
+  async join(
+    vni: number,
+    ipv4: readonly NetworkAddressing[],
+    mtu: number | undefined,
+  ): Promise<OverlayJoin> {
+    const cluster = this.#context.cluster;
+    if (cluster === undefined) {
+      throw badRequest(
+        "option vxlan.id makes a multi-host network, which needs etcd: docker plugin set switchyard:latest ETCD_ENDPOINTS=http://HOST:2379 (while disabled)",
+      );
+    }
+    const first = ipv4[0];
+    if (first?.gateway === undefined)
+      throw badRequest(`a multi-host network needs an IPv4 subnet and gateway`);
+    const owner = Object.values(this.#context.state.document.networks).find(
+      (network) => network.vxlanId === vni,
+    );
+    if (owner !== undefined || this.#joining.has(vni)) {
+      throw conflict(
+        `vxlan.id ${vni} is already used by network ${owner?.id.slice(0, 12) ?? "(being created)"} on this host`,
+      );
+    }
+    this.#joining.add(vni);
+    try {
+      await cluster.joinNetwork(vni, { subnet: first.pool, gateway: first.gateway });
+      // VXLAN adds 50 bytes: unless told otherwise, leave room for them under the underlay MTU.
+      const underlay = (await this.#context.datapath.mtuOfAddress(cluster.identity.vtep)) ?? 1500;
+      return {
+        vni,
+        subnet: first.pool,
+        gateway: first.gateway,
+        mtu: mtu ?? underlay - VXLAN_OVERHEAD,
+        peers: this.#peers.get(vni) ?? [],
+        poolId: this.#context.state.ipam
+          .pools()
+          .find((pool) => !pool.v6 && pool.pool === first.pool)?.poolId,
+      };
+    } catch (error) {
+      this.#joining.delete(vni);
+      throw error;
+    }
+  }
+
+  /** The creation of a network joined with {@link join} ended (made or undone). */
+  joined(vni: number): void {
+    this.#joining.delete(vni);
+  }
+
+  /** Drops this host's entries from etcd; failures are logged (leases age them out). */
+  async leave(vni: number, blocks: readonly string[]): Promise<void> {
+    try {
+      await this.#context.cluster?.leaveNetwork(vni, blocks);
+    } catch (error) {
+      this.#context.logger.warn(
+        { err: error, vni },
+        "cannot remove this host's entries from etcd; they age out or go with the last host",
+      );
+    }
+  }
+
+  /** Creates (or repairs) the network's VXLAN device and points its flooding at the peers. */
+  async ensureDevice(network: NetworkRecord, peers: readonly string[]): Promise<void> {
+    const cluster = this.#context.cluster;
+    if (network.vxlanId === undefined || cluster === undefined) return;
+    const name = vxlanDeviceName(network.vxlanId);
+    await this.#context.datapath.ensureVxlan({
+      name,
+      vni: network.vxlanId,
+      local: cluster.identity.vtep,
+      bridge: network.bridge,
+      mtu: network.mtu,
+    });
+    await this.#context.datapath.setFloodPeers(name, peers);
+  }
+
+  /** The peers last recorded for a network (used while etcd is away). */
+  recordedPeers(state: Readonly<StateDocument>, vni: number | undefined): string[] {
+    return vni === undefined ? [] : (state.cluster?.networks[String(vni)]?.peers ?? []);
+  }
+
+  /** Adds this host's share of a joined network to a state document (pure). */
+  record(state: StateDocument, networkId: string, join: OverlayJoin): void {
+    this.#clusterState(state).networks[String(join.vni)] = {
+      vni: join.vni,
+      networkId,
+      ...(join.poolId === undefined ? {} : { poolId: join.poolId }),
+      subnet: join.subnet,
+      gateway: join.gateway,
+      blocks: [],
+      peers: join.peers,
+    };
+  }
+
+  /** The other hosts of a multi-host network changed (from the etcd watch). */
+  updatePeers(vni: number, peers: string[]): Promise<void> {
+    return this.#context.locks.run([`vxlan:${vni}`], async () => {
+      this.#peers.set(vni, peers);
+      const record = this.#context.state.document.cluster?.networks[String(vni)];
+      if (record === undefined) return;
+      await this.#context.datapath.setFloodPeers(vxlanDeviceName(vni), peers);
+      if (record.peers.join() === peers.join()) return;
+      this.#context.logger.info({ vni, peers }, "peer hosts changed");
+      await this.#context.state.commit((state) => {
+        const current = state.cluster?.networks[String(vni)];
+        if (current !== undefined) current.peers = peers;
+      });
+    });
+  }
+
+  /** Multi-host networks this host is part of, to re-join in etcd after a restart. */
+  networks(): { vni: number; config: { subnet: string; gateway: string } }[] {
+    return Object.values(this.#context.state.document.cluster?.networks ?? {}).map((network) => ({
+      vni: network.vni,
+      config: { subnet: network.subnet, gateway: network.gateway },
+    }));
+  }
+
+  #clusterState(state: StateDocument): ClusterState {
+    state.cluster ??= { hostId: this.#context.cluster?.identity.hostId ?? "", networks: {} };
+    return state.cluster;
+  }
+}

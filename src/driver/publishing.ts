@@ -1,0 +1,114 @@
+import { exhausted, SwitchyardError } from "../errors.ts";
+import { bareAddress, type PortBinding, type StateDocument } from "../state/model.ts";
+import { type DriverContext, findEndpoint, findNetwork, networkKey, PORTS_KEY } from "./context.ts";
+import { candidateHostPorts, choosePorts, describeBinding } from "./ports.ts";
+
+/** Published ports (`-p`): host ports chosen and held, relays opened, DNAT rules applied. */
+export class Publishing {
+  readonly #context: DriverContext;
+
+  constructor(context: DriverContext) {
+    this.#context = context;
+  }
+
+  /**
+   * ProgramExternalConnectivity: chooses the host ports (pure), opens them (undone on
+   * failure), then commits them with their rules in the packet filter.
+   */
+  program(networkId: string, endpointId: string, requested: readonly PortBinding[]): Promise<void> {
+    // Nothing to publish (no -p): answer at once, without queueing behind other work.
+    if (
+      requested.length === 0 &&
+      this.#context.state.document.endpoints[endpointId]?.ports.length === 0
+    ) {
+      return Promise.resolve();
+    }
+    return this.#context.locks.run([networkKey(networkId), PORTS_KEY], async () => {
+      const document = this.#context.state.document;
+      const network = findNetwork(document, networkId);
+      const endpoint = findEndpoint(document, networkId, endpointId);
+      // Internal networks publish nothing, as with Docker's bridge; a retry changes nothing.
+      if (network.internal || endpoint.address === undefined || endpoint.ports.length > 0) return;
+      const target = bareAddress(endpoint.address);
+      const opened: PortBinding[] = [];
+      try {
+        for (const binding of requested) {
+          const wanted = { ...binding, hostIp: binding.hostIp || network.hostBindingIpv4 || "" };
+          opened.push(await this.#open(document, endpointId, wanted, target, opened));
+        }
+        const publish = (state: StateDocument): void => {
+          findEndpoint(state, networkId, endpointId).ports = opened;
+        };
+        await this.#context.firewall.around(publish, () => this.#context.state.commit(publish));
+      } catch (error) {
+        await this.#context.publisher.close(endpointId);
+        throw error;
+      }
+    });
+  }
+
+  /** RevokeExternalConnectivity: closes the relays (cutting their connections) and the rules. */
+  revoke(networkId: string, endpointId: string): Promise<void> {
+    if (this.#context.state.document.endpoints[endpointId]?.ports.length === 0)
+      return Promise.resolve();
+    return this.#context.locks.run([networkKey(networkId), PORTS_KEY], async () => {
+      const endpoint = this.#context.state.document.endpoints[endpointId];
+      if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      await this.#context.publisher.close(endpointId);
+      if (endpoint.ports.length === 0) return;
+      const revoke = (state: StateDocument): void => {
+        const current = state.endpoints[endpointId];
+        if (current !== undefined) current.ports = [];
+      };
+      await this.#context.firewall.around(revoke, () => this.#context.state.commit(revoke));
+    });
+  }
+
+  /** Re-opens the host side of every published port, after a plugin restart. */
+  async restore(): Promise<void> {
+    for (const endpoint of Object.values(this.#context.state.document.endpoints)) {
+      if (endpoint.address === undefined) continue;
+      for (const binding of endpoint.ports) {
+        try {
+          await this.#context.publisher.open(endpoint.id, binding, {
+            address: bareAddress(endpoint.address),
+            port: binding.containerPort,
+          });
+        } catch (error) {
+          this.#context.logger.error(
+            { err: error, endpoint: endpoint.id, binding: describeBinding(binding) },
+            "cannot re-open published port",
+          );
+        }
+      }
+    }
+  }
+
+  /** Opens the first host port of the binding's candidates that the host lets us have. */
+  async #open(
+    document: Readonly<StateDocument>,
+    endpointId: string,
+    wanted: PortBinding,
+    target: string,
+    earlier: readonly PortBinding[],
+  ): Promise<PortBinding> {
+    const ports = choosePorts(Object.values(document.endpoints), endpointId, wanted, earlier);
+    const single = wanted.hostPort !== 0 && wanted.hostPortEnd === wanted.hostPort;
+    for (const port of ports) {
+      const binding = { ...wanted, hostPort: port, hostPortEnd: port };
+      try {
+        await this.#context.publisher.open(endpointId, binding, {
+          address: target,
+          port: binding.containerPort,
+        });
+        return binding;
+      } catch (error) {
+        if (single || !(error instanceof SwitchyardError && error.kind === "Conflict")) throw error;
+      }
+    }
+    const range = candidateHostPorts(wanted);
+    throw exhausted(
+      `cannot publish ${describeBinding(wanted)}: no free host port in ${range[0]}-${range.at(-1)}`,
+    );
+  }
+}

@@ -1,0 +1,141 @@
+import { type DriverContext, findEndpoint, findNetwork, networkKey } from "./context.ts";
+import type { Endpoints } from "./endpoints.ts";
+import type { Networks } from "./networks.ts";
+import type { Overlay } from "./overlay.ts";
+import {
+  describeRepair,
+  isReported,
+  liveUnknownBridges,
+  planRepairs,
+  type Repair,
+  repairNetwork,
+} from "./repairs.ts";
+
+/** How often and how long a failed repair is tried again. */
+const RETRY_DELAYS_MS = [1_000, 5_000, 15_000, 60_000];
+
+/**
+ * Start-up reconciliation: plans the repairs (pure), then carries them out one by one,
+ * logging each; a failed repair does not stop the others, the packet filter or the etcd
+ * rejoin, and is tried again later under its network's lock.
+ */
+export class Reconciler {
+  readonly #context: DriverContext;
+  readonly #networks: Networks;
+  readonly #endpoints: Endpoints;
+  readonly #overlay: Overlay;
+  readonly #timers = new Set<NodeJS.Timeout>();
+
+  constructor(context: DriverContext, networks: Networks, endpoints: Endpoints, overlay: Overlay) {
+    this.#context = context;
+    this.#networks = networks;
+    this.#endpoints = endpoints;
+    this.#overlay = overlay;
+  }
+
+  /** Brings the host in line with the state; answers what it repaired or must report. */
+  reconcile(): Promise<string[]> {
+    const { locks, deletions, datapath, logger, firewall } = this.#context;
+    return locks.exclusive(async () => {
+      await deletions.settled();
+      const links = await datapath.links();
+      const repairs = planRepairs(this.#context.state.document, links);
+      const reported: string[] = [];
+      const failed: Repair[] = [];
+      for (const repair of repairs) {
+        try {
+          await this.#execute(repair);
+          if (isReported(repair)) {
+            reported.push(describeRepair(repair));
+            logger.warn({ repair: describeRepair(repair) }, "reconciled");
+          }
+        } catch (error) {
+          failed.push(repair);
+          logger.error({ err: error, repair: describeRepair(repair) }, "repair failed; will retry");
+        }
+      }
+      const unknown = liveUnknownBridges(repairs, links);
+      if (unknown.length > 0) {
+        logger.error(
+          { bridges: unknown },
+          "bridges with containers that this state does not know (an empty or wrong state directory?); leaving the packet filter as it is so they keep working",
+        );
+      } else {
+        await firewall.sync();
+      }
+      for (const repair of failed) this.#retry(repair, 0);
+      return reported;
+    });
+  }
+
+  /** Stops pending retries (at shutdown and in tests). */
+  stop(): void {
+    for (const timer of this.#timers) clearTimeout(timer);
+    this.#timers.clear();
+  }
+
+  #retry(repair: Repair, attempt: number): void {
+    const delay = RETRY_DELAYS_MS[attempt];
+    if (delay === undefined) {
+      this.#context.logger.error({ repair: describeRepair(repair) }, "repair failed for good");
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      const networkId = repairNetwork(repair);
+      const keys = networkId === undefined ? [] : [networkKey(networkId)];
+      this.#context.locks
+        .run(keys, () => this.#execute(repair))
+        .then(
+          () =>
+            this.#context.logger.warn({ repair: describeRepair(repair) }, "reconciled on retry"),
+          (error: unknown) => {
+            this.#context.logger.warn(
+              { err: error, repair: describeRepair(repair), attempt },
+              "repair failed again",
+            );
+            this.#retry(repair, attempt + 1);
+          },
+        );
+    }, delay);
+    timer.unref();
+    this.#timers.add(timer);
+  }
+
+  async #execute(repair: Repair): Promise<void> {
+    const { datapath, logger } = this.#context;
+    const document = this.#context.state.document;
+    switch (repair.kind) {
+      case "ensure-bridge": {
+        const network = document.networks[repair.networkId];
+        if (network !== undefined) await this.#networks.ensureOwnedBridge(network);
+        return;
+      }
+      case "missing-user-bridge":
+        logger.error({ network: repair.networkId, bridge: repair.bridge }, describeRepair(repair));
+        return;
+      case "ensure-vxlan": {
+        const network = findNetwork(document, repair.networkId);
+        await this.#overlay.ensureDevice(
+          network,
+          this.#overlay.recordedPeers(document, network.vxlanId),
+        );
+        return;
+      }
+      case "reattach":
+        await datapath.attach(repair.veth, repair.bridge);
+        return;
+      case "forget-endpoint": {
+        if (document.endpoints[repair.endpointId] === undefined) return;
+        await this.#endpoints.forget(findEndpoint(document, repair.networkId, repair.endpointId));
+        return;
+      }
+      case "delete-stray":
+        await datapath.deleteLink(repair.link);
+        return;
+      case "leave-alone":
+        logger.warn({ link: repair.link }, describeRepair(repair));
+        return;
+    }
+  }
+}

@@ -1,0 +1,83 @@
+import type { Logger } from "pino";
+import type { StateDocument } from "../state/model.ts";
+import type { Firewall } from "./firewall.ts";
+
+/** A change of the state that the packet filter must show before it is committed. */
+export type PendingChange = (document: StateDocument) => void;
+
+/**
+ * Keeps the packet filter in step with the state, outside the state queue. Applies are
+ * serialised (one `nft` transaction at a time) and coalesced (callers that arrive while one
+ * waits share the next), and each renders the committed state plus every change still in
+ * flight, so requests for different networks never undo each other's rules.
+ */
+export class FirewallSync {
+  readonly #firewall: Firewall;
+  readonly #read: () => Readonly<StateDocument>;
+  readonly #logger: Logger;
+  readonly #pending = new Set<PendingChange>();
+  #running: Promise<void> = Promise.resolve();
+  #next: Promise<void> | undefined;
+
+  constructor(firewall: Firewall, read: () => Readonly<StateDocument>, logger: Logger) {
+    this.#firewall = firewall;
+    this.#read = read;
+    this.#logger = logger;
+  }
+
+  /**
+   * Plan → apply → commit for a change the packet filter must show: applies the filter with
+   * `change` in it, runs `commit`, and if the commit fails applies the filter without it.
+   */
+  async around<T>(change: PendingChange, commit: () => Promise<T>): Promise<T> {
+    this.#pending.add(change);
+    try {
+      await this.sync();
+    } catch (error) {
+      this.#pending.delete(change);
+      throw error;
+    }
+    try {
+      return await commit();
+    } catch (error) {
+      this.#pending.delete(change);
+      await this.sync().catch((undoError: unknown) =>
+        this.#logger.error(
+          { err: undoError },
+          "cannot take an uncommitted change out of the packet filter",
+        ),
+      );
+      throw error;
+    } finally {
+      // Committed: the state itself now holds the change.
+      this.#pending.delete(change);
+    }
+  }
+
+  /** Applies the committed state plus the changes in flight; resolves once that apply ran. */
+  sync(): Promise<void> {
+    if (this.#next !== undefined) return this.#next;
+    const next = this.#running
+      .catch(() => undefined)
+      .then(() => {
+        this.#next = undefined;
+        return this.#firewall.apply(this.#view());
+      });
+    this.#next = next;
+    this.#running = next;
+    return next;
+  }
+
+  #view(): StateDocument {
+    const view = structuredClone(this.#read()) as StateDocument;
+    for (const change of this.#pending) {
+      try {
+        change(view);
+      } catch (error) {
+        // The change no longer fits the state (its object went meanwhile); its commit will fail.
+        this.#logger.debug({ err: error }, "pending change skipped in the packet filter");
+      }
+    }
+    return view;
+  }
+}

@@ -1,3 +1,5 @@
+import type { IpPrefix } from "../ipam/prefix.ts";
+
 /** What Switchyard needs to know about a host interface. */
 export interface LinkInfo {
   name: string;
@@ -61,4 +63,9 @@ export interface Datapath {
   setFloodPeers(device: string, peers: readonly string[]): Promise<void>;
   /** The MTU of the interface holding an address (the underlay), or undefined. */
   mtuOfAddress(address: string): Promise<number | undefined>;
+  /**
+   * The prefixes routed (any table) or addressed on this host, both families, as networks and
+   * without duplicates; default routes, link-local, multicast and broadcast entries left out.
+   */
+  hostPrefixes(): Promise<IpPrefix[]>;
 }

@@ -1,5 +1,15 @@
 import { internal } from "../errors.ts";
-import { CommandError, type Runner } from "../exec/runner.ts";
+import { CommandError, type CommandResult, type Runner } from "../exec/runner.ts";
+import {
+  addressBits,
+  formatPrefix,
+  type IpPrefix,
+  networkOf,
+  parsePrefix,
+  prefixContains,
+  tryParseAddress,
+  tryParsePrefix,
+} from "../ipam/prefix.ts";
 import type { BridgeSpec, Datapath, LinkInfo, VethSpec, VxlanSpec } from "./datapath.ts";
 
 interface IpLinkJson {
@@ -14,8 +24,75 @@ interface IpLinkJson {
 
 interface IpAddrJson {
   ifname: string;
-  addr_info?: { local: string; prefixlen: number; family: string }[];
+  /** `address` is the peer of a point-to-point address; `prefixlen` is then the peer's. */
+  addr_info?: { local: string; address?: string; prefixlen: number; family: string }[];
 }
+
+interface IpRouteJson {
+  /** "default", a CIDR, or a bare address for a host route. */
+  dst?: string;
+  /** Absent for unicast; "local", "broadcast", "multicast", "unreachable", … */
+  type?: string;
+}
+
+/**
+ * Route types that say nothing about which prefixes are in use: the kernel's broadcast entries
+ * and IPv6's multicast route. "local" stays, as an AnyIP route (local 10.88.0.0/16 dev lo)
+ * claims a whole prefix; blackhole, unreachable and prohibit routes stay, as a prefix someone
+ * routes nowhere is still theirs.
+ */
+const NOISE_ROUTE_TYPES: ReadonlySet<string> = new Set(["broadcast", "multicast"]);
+
+/** Link-local and multicast prefixes: on every host, and no pool is ever cut from them. */
+const NOISE_PREFIXES: readonly IpPrefix[] = ["fe80::/10", "ff00::/8", "224.0.0.0/4"].map(
+  parsePrefix,
+);
+
+/** A route's or address's text as a network prefix; a bare address is a host prefix. */
+function asPrefix(text: string, length?: number): IpPrefix | undefined {
+  if (length !== undefined) return tryParsePrefix(`${text}/${length}`);
+  if (text.includes("/")) return tryParsePrefix(text);
+  const address = tryParseAddress(text);
+  return address === undefined
+    ? undefined
+    : { v6: address.v6, address: address.value, length: addressBits(address.v6) };
+}
+
+/**
+ * Default routes (/0) would cover every subnet, so they never count as a prefix in use (the
+ * IPAM core ignores them too); link-local and multicast prefixes are noise.
+ */
+function isNoise(prefix: IpPrefix): boolean {
+  return prefix.length === 0 || NOISE_PREFIXES.some((noise) => prefixContains(noise, prefix));
+}
+
+/** The prefixes `ip -j route` and `ip -j addr` output names, as networks, deduplicated. */
+function prefixesInUse(routes: readonly IpRouteJson[], links: readonly IpAddrJson[]): IpPrefix[] {
+  const found: (IpPrefix | undefined)[] = [];
+  for (const route of routes) {
+    if (route.dst === undefined || route.dst === "default") continue;
+    if (route.type !== undefined && NOISE_ROUTE_TYPES.has(route.type)) continue;
+    found.push(asPrefix(route.dst));
+  }
+  for (const info of links.flatMap((link) => link.addr_info ?? [])) {
+    if (info.address !== undefined && info.address !== info.local) {
+      found.push(asPrefix(info.local), asPrefix(info.address, info.prefixlen));
+    } else {
+      found.push(asPrefix(info.local, info.prefixlen));
+    }
+  }
+  const unique = new Map<string, IpPrefix>();
+  for (const prefix of found) {
+    if (prefix === undefined || isNoise(prefix)) continue;
+    const network = networkOf(prefix);
+    unique.set(formatPrefix(network), network);
+  }
+  return [...unique.values()];
+}
+
+/** Parses `ip -j` output; an empty reply (no entries) is an empty list. */
+const parseJsonList = <T>(result: CommandResult): T[] =>
+  result.stdout.trim() === "" ? [] : (JSON.parse(result.stdout) as T[]);
 
 const isMissing = (error: unknown): boolean =>
   error instanceof CommandError &&
@@ -180,6 +257,23 @@ export class IpDatapath implements Datapath {
     const entries = JSON.parse(stdout) as (IpAddrJson & { mtu?: number })[];
     return entries.find((entry) => (entry.addr_info ?? []).some((info) => info.local === address))
       ?.mtu;
+  }
+
+  async hostPrefixes(): Promise<IpPrefix[]> {
+    const v6Routes = ["ip", "-j", "-6", "route", "show", "table", "all"];
+    const [routesV4, routesV6, addresses] = await Promise.all([
+      this.#run(["ip", "-j", "-4", "route", "show", "table", "all"]),
+      this.#run(v6Routes, { allowFailure: true }),
+      this.#run(["ip", "-j", "addr", "show"]),
+    ]);
+    // A kernel booted without IPv6 refuses the IPv6 dump: it has no IPv6 routes, then.
+    const v6Missing = routesV6.exitCode !== 0 && /not supported/i.test(routesV6.stderr);
+    if (routesV6.exitCode !== 0 && !v6Missing) throw new CommandError(v6Routes, routesV6);
+    const routes = [
+      ...parseJsonList<IpRouteJson>(routesV4),
+      ...(v6Missing ? [] : parseJsonList<IpRouteJson>(routesV6)),
+    ];
+    return prefixesInUse(routes, parseJsonList<IpAddrJson>(addresses));
   }
 
   async #addresses(name: string): Promise<Set<string>> {

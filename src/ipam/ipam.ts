@@ -8,6 +8,7 @@ import {
 } from "../errors.ts";
 import { SparseBitmap } from "./bitmap.ts";
 import { checkDefaultPool, type IpamSettings, type ParsedDefaultPool } from "./defaults.ts";
+import { HostRanges } from "./host-ranges.ts";
 import {
   familyName,
   firstAddress,
@@ -35,6 +36,13 @@ export interface PoolRequest {
   subPool?: string;
   v6: boolean;
   options?: Record<string, string>;
+  /**
+   * Prefixes routed or addressed on the host (both families may be mixed in one list; default
+   * routes, /0, are ignored). An automatic pool never overlaps one of them, in either address
+   * space; an explicit `pool` is not checked against them, as Docker's bridge driver does not
+   * refuse a --subnet that overlaps a host route either.
+   */
+  avoid?: readonly IpPrefix[];
 }
 
 /** A RequestAddress call: `address` bare ("10.0.0.5") or with a length ("10.0.0.5/24"). */
@@ -181,7 +189,12 @@ export class Ipam {
           `cannot use IP range ${subPoolText} without a subnet: give the subnet too`,
         );
       }
-      ({ prefix, position: searchFrom } = this.#findFreeDefault(addressSpace, req.v6, index));
+      ({ prefix, position: searchFrom } = this.#findFreeDefault(
+        addressSpace,
+        req.v6,
+        index,
+        req.avoid ?? [],
+      ));
     } else {
       prefix = parseNetwork(poolText, req.v6, "pool");
       if (subPoolText !== undefined) {
@@ -359,26 +372,35 @@ export class Ipam {
   }
 
   /**
-   * The first default subnet that overlaps no pool of the space, walking the default pools in
-   * order and jumping past each pool in the way (one step per existing pool, not per subnet).
+   * The first default subnet that overlaps no pool of the space and no host prefix, walking the
+   * default pools in order and jumping past each pool or host prefix in the way (one step per
+   * obstacle, not per subnet). The position returned is where the next search may start: the
+   * first subnet skipped only for the host, if any, since the host may stop using it.
    */
   #findFreeDefault(
     addressSpace: string,
     v6: boolean,
     index: PoolIndex,
+    avoid: readonly IpPrefix[],
   ): { prefix: IpPrefix; position: CandidatePosition } {
     const defaults = v6 ? this.#defaultsV6 : this.#defaultsV4;
+    const host = HostRanges.of(avoid, v6);
+    let firstSkippedForHost: CandidatePosition | undefined;
     let subnet = index.searchFrom.subnet;
     for (let pool = index.searchFrom.pool; pool < defaults.length; pool++, subnet = 0n) {
       const base = defaults[pool];
       if (base === undefined) break;
       while (subnet < base.count) {
         const first = base.base.address + subnet * base.step;
-        const clash = index.findOverlap(first, first + base.step - 1n);
-        if (clash === undefined) {
-          return { prefix: { v6, address: first, length: base.size }, position: { pool, subnet } };
+        const last = first + base.step - 1n;
+        const poolClash = index.findOverlap(first, last);
+        const clashLast = poolClash?.last ?? host.overlapEnd(first, last);
+        if (clashLast === undefined) {
+          const prefix = { v6, address: first, length: base.size };
+          return { prefix, position: firstSkippedForHost ?? { pool, subnet } };
         }
-        subnet = (clash.last - base.base.address) / base.step + 1n;
+        if (poolClash === undefined) firstSkippedForHost ??= { pool, subnet };
+        subnet = (clashLast - base.base.address) / base.step + 1n;
       }
     }
     const family = familyName(v6);
@@ -388,6 +410,12 @@ export class Ipam {
       );
     }
     const listed = defaults.map((d) => `${formatPrefix(d.base)}:${d.size}`).join(", ");
+    if (firstSkippedForHost !== undefined) {
+      const blocking = host.blocking(defaults.map((d) => d.base));
+      throw exhausted(
+        `cannot allocate an ${family} pool in ${addressSpace}: every subnet of the default pools (${listed}) is in use or overlaps a route or address on this host (${blocking}); give a subnet`,
+      );
+    }
     throw exhausted(
       `cannot allocate an ${family} pool in ${addressSpace}: every subnet of the default pools is in use (${listed})`,
     );

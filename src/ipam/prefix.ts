@@ -119,6 +119,15 @@ export function parsePrefix(text: string): IpPrefix {
   return { v6: address.v6, address: address.value, length };
 }
 
+/** Parses "10.15.20.0/24" like {@link parsePrefix}, or returns undefined instead of throwing. */
+export function tryParsePrefix(text: string): IpPrefix | undefined {
+  try {
+    return parsePrefix(text);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Parses "10.0.0.5" or "10.0.0.5/24" (the length is checked for syntax, then ignored). */
 export function parseAddressOrPrefix(text: string): IpAddress {
   if (!text.includes("/")) return parseAddress(text);

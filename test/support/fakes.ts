@@ -11,6 +11,7 @@ import { IpamDriver } from "../../src/driver/ipam-driver.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { NoFirewall } from "../../src/firewall/firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
+import type { IpPrefix } from "../../src/ipam/prefix.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
 import { MemoryStore } from "../../src/state/store.ts";
@@ -111,6 +112,13 @@ export class FakeDatapath implements Datapath {
 
   async mtuOfAddress(): Promise<number | undefined> {
     return 1500;
+  }
+
+  /** What {@link hostPrefixes} answers; tests set it to stand for the host's routes. */
+  prefixesInUse: IpPrefix[] = [];
+
+  async hostPrefixes(): Promise<IpPrefix[]> {
+    return [...this.prefixesInUse];
   }
 
   async deleteLink(name: string): Promise<void> {

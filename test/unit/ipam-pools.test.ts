@@ -7,6 +7,7 @@ import {
   type PoolRequest,
   parseDefaultPools,
 } from "../../src/ipam/ipam.ts";
+import { parsePrefix } from "../../src/ipam/prefix.ts";
 
 const local = Ipam.localAddressSpace;
 const global = Ipam.globalAddressSpace;
@@ -387,5 +388,87 @@ describe("pool listing", () => {
       ],
     );
     assert.equal(ipam.pool("nope"), undefined);
+  });
+});
+
+// Regression: automatic pools were chosen without looking at the host, so Switchyard answered
+// a subnet that docker0, a VPN or a LAN route already used and relied on Docker retrying.
+describe("automatic pools skip prefixes routed or addressed on the host", () => {
+  const hostV4 = (...cidrs: string[]): PoolRequest => ({ ...v4(), avoid: cidrs.map(parsePrefix) });
+  const hostV6 = (...cidrs: string[]): PoolRequest => ({ ...v6(), avoid: cidrs.map(parsePrefix) });
+
+  test("an addressed /24 inside a candidate makes it skipped", { timeout: 10_000 }, () => {
+    const ipam = new Ipam(defaultIpamSettings());
+    assert.equal(ipam.requestPool(hostV4("172.17.5.0/24")).pool, "172.18.0.0/16");
+    const small = new Ipam(settings("10.0.0.0/16:24"));
+    assert.equal(small.requestPool(hostV4("10.0.0.0/24", "10.0.1.7/32")).pool, "10.0.2.0/24");
+  });
+
+  test("a route covering candidates (a /16, a /12) makes them all skipped", {
+    timeout: 10_000,
+  }, () => {
+    const lan = new Ipam(settings("192.168.0.0/16:20,10.10.0.0/16:24"));
+    assert.equal(lan.requestPool(hostV4("192.168.0.0/16")).pool, "10.10.0.0/24");
+    const ipam = new Ipam(defaultIpamSettings());
+    assert.equal(ipam.requestPool(hostV4("172.16.0.0/12")).pool, "192.168.0.0/20");
+  });
+
+  test("IPv6 host prefixes are skipped; the other family's are not", { timeout: 10_000 }, () => {
+    const ipam = new Ipam(defaultIpamSettings());
+    assert.equal(
+      ipam.requestPool(hostV6("fd5b:7c1e:ad00::/64", "172.17.0.0/16")).pool,
+      "fd5b:7c1e:ad00:1::/64",
+    );
+    assert.equal(ipam.requestPool(hostV6("fd5b:7c1e:ad00::/48")).pool, "fd5b:7c1e:ad01::/64");
+    assert.equal(ipam.requestPool(hostV4("fd5b:7c1e:ad00::/40")).pool, "172.17.0.0/16");
+  });
+
+  test("half the IPv6 default pool routed away is jumped, not walked", { timeout: 10_000 }, () => {
+    const ipam = new Ipam(defaultIpamSettings());
+    assert.equal(ipam.requestPool(hostV6("fd5b:7c1e:ad00::/41")).pool, "fd5b:7c1e:ad80::/64");
+  });
+
+  test("default routes (0.0.0.0/0, ::/0) do not count", { timeout: 10_000 }, () => {
+    const ipam = new Ipam(defaultIpamSettings());
+    assert.equal(ipam.requestPool(hostV4("0.0.0.0/0", "::/0")).pool, "172.17.0.0/16");
+    assert.equal(ipam.requestPool(hostV6("0.0.0.0/0", "::/0")).pool, "fd5b:7c1e:ad00::/64");
+  });
+
+  test("an explicit subnet is not refused for a host route", { timeout: 10_000 }, () => {
+    const ipam = new Ipam(defaultIpamSettings());
+    const req = { ...v4("172.17.0.0/16"), avoid: [parsePrefix("172.17.0.0/16")] };
+    assert.equal(ipam.requestPool(req).pool, "172.17.0.0/16");
+  });
+
+  test("a subnet skipped for the host is free again once the host stops using it", {
+    timeout: 10_000,
+  }, () => {
+    const ipam = new Ipam(defaultIpamSettings());
+    assert.equal(ipam.requestPool(hostV4("172.17.0.0/16")).pool, "172.18.0.0/16");
+    assert.equal(ipam.requestPool(v4()).pool, "172.17.0.0/16");
+    assert.equal(ipam.requestPool(v4()).pool, "172.19.0.0/16");
+  });
+
+  test("exhaustion because of host routes says so", { timeout: 10_000 }, () => {
+    const ipam = new Ipam(settings("10.0.0.0/23:24"));
+    ipam.requestPool(v4());
+    const before = ipam.snapshot();
+    assert.throws(() => ipam.requestPool(hostV4("10.0.1.128/25", "10.0.0.0/8", "fd00::/8")), {
+      kind: "Exhausted",
+      message:
+        "cannot allocate an IPv4 pool in LocalDefault: every subnet of the default pools (10.0.0.0/23:24) is in use or overlaps a route or address on this host (10.0.1.128/25, 10.0.0.0/8); give a subnet",
+    });
+    assert.deepEqual(ipam.snapshot(), before);
+  });
+
+  test("exhaustion by pools alone does not blame the host", { timeout: 10_000 }, () => {
+    const ipam = new Ipam(settings("10.0.0.0/23:24"));
+    ipam.requestPool(v4());
+    ipam.requestPool(v4());
+    assert.throws(() => ipam.requestPool(hostV4("10.0.0.0/24", "192.168.0.0/16")), {
+      kind: "Exhausted",
+      message:
+        "cannot allocate an IPv4 pool in LocalDefault: every subnet of the default pools is in use (10.0.0.0/23:24)",
+    });
   });
 });

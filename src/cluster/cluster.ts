@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { badRequest, conflict, exhausted } from "../errors.ts";
 import { formatPrefix, nthSubnet, parsePrefix, subnetCount } from "../ipam/prefix.ts";
-import type { EtcdClient } from "./etcd.ts";
+import type { KeyValueStore } from "./kv.ts";
 
 /** Where this host's share of multi-host state lives in etcd. */
 const ROOT = "switchyard/v1/networks";
@@ -27,7 +27,7 @@ export interface ClusterIdentity {
  * lives in etcd; hosts' entries carry a lease, so a dead host ages out.
  */
 export class ClusterService {
-  readonly #etcd: EtcdClient;
+  readonly #kv: KeyValueStore;
   readonly #logger: Logger;
   readonly #blockLength: number;
   readonly #identity: ClusterIdentity;
@@ -38,13 +38,14 @@ export class ClusterService {
   readonly #onPeers: (vni: number, peers: string[]) => void;
 
   constructor(deps: {
-    etcd: EtcdClient;
+    /** etcd in production; tests share one in-memory store between several services. */
+    kv: KeyValueStore;
     logger: Logger;
     identity: ClusterIdentity;
     blockLength: number;
     onPeers: (vni: number, peers: string[]) => void;
   }) {
-    this.#etcd = deps.etcd;
+    this.#kv = deps.kv;
     this.#logger = deps.logger;
     this.#identity = deps.identity;
     this.#blockLength = deps.blockLength;
@@ -63,8 +64,8 @@ export class ClusterService {
   async joinNetwork(vni: number, config: ClusterNetworkConfig): Promise<void> {
     const key = `${ROOT}/${vni}/config`;
     const wanted = JSON.stringify(config);
-    if (!(await this.#etcd.create(key, wanted))) {
-      const existing = await this.#etcd.get(key);
+    if (!(await this.#kv.create(key, wanted))) {
+      const existing = await this.#kv.get(key);
       if (existing !== undefined && existing !== wanted) {
         const other = JSON.parse(existing) as ClusterNetworkConfig;
         throw conflict(
@@ -83,13 +84,13 @@ export class ClusterService {
     this.#watches.delete(vni);
     this.#members.delete(vni);
     const base = `${ROOT}/${vni}`;
-    for (const block of blocks) await this.#etcd.delete(`${base}/blocks/${blockKey(block)}`);
-    for (const entry of await this.#etcd.range(`${base}/addresses/`)) {
-      if (entry.value === this.#identity.hostId) await this.#etcd.delete(entry.key);
+    for (const block of blocks) await this.#kv.delete(`${base}/blocks/${blockKey(block)}`);
+    for (const entry of await this.#kv.range(`${base}/addresses/`)) {
+      if (entry.value === this.#identity.hostId) await this.#kv.delete(entry.key);
     }
-    await this.#etcd.delete(`${base}/hosts/${this.#identity.hostId}`);
-    if ((await this.#etcd.range(`${base}/hosts/`)).length === 0)
-      await this.#etcd.deletePrefix(`${base}/`);
+    await this.#kv.delete(`${base}/hosts/${this.#identity.hostId}`);
+    if ((await this.#kv.range(`${base}/hosts/`)).length === 0)
+      await this.#kv.deletePrefix(`${base}/`);
     if (this.#members.size === 0) await this.#dropLease();
   }
 
@@ -99,13 +100,13 @@ export class ClusterService {
     const length = Math.max(prefix.length, Math.min(this.#blockLength, prefix.v6 ? 128 : 32));
     const count = subnetCount(prefix, length);
     const taken = new Set(
-      (await this.#etcd.range(`${ROOT}/${vni}/blocks/`)).map((entry) => entry.key.split("/").pop()),
+      (await this.#kv.range(`${ROOT}/${vni}/blocks/`)).map((entry) => entry.key.split("/").pop()),
     );
     for (let index = 0n; index < count; index++) {
       const block = formatPrefix(nthSubnet(prefix, length, index));
       if (held.includes(block) || taken.has(blockKey(block))) continue;
       if (
-        await this.#etcd.create(`${ROOT}/${vni}/blocks/${blockKey(block)}`, this.#identity.hostId)
+        await this.#kv.create(`${ROOT}/${vni}/blocks/${blockKey(block)}`, this.#identity.hostId)
       ) {
         this.#logger.info({ vni, block }, "claimed address block");
         return block;
@@ -117,8 +118,8 @@ export class ClusterService {
   /** Takes a static address (`--ip`) cluster-wide; Conflict when another host holds it. */
   async claimAddress(vni: number, address: string): Promise<void> {
     const key = `${ROOT}/${vni}/addresses/${address}`;
-    if (await this.#etcd.create(key, this.#identity.hostId)) return;
-    const holder = await this.#etcd.get(key);
+    if (await this.#kv.create(key, this.#identity.hostId)) return;
+    const holder = await this.#kv.get(key);
     if (holder !== this.#identity.hostId) {
       throw conflict(
         `address ${address} is already in use on another host (${holder ?? "unknown"}) of vxlan.id ${vni}`,
@@ -129,7 +130,7 @@ export class ClusterService {
   /** Gives back a static address taken with {@link claimAddress}; others' are left alone. */
   async releaseAddress(vni: number, address: string): Promise<void> {
     const key = `${ROOT}/${vni}/addresses/${address}`;
-    if ((await this.#etcd.get(key)) === this.#identity.hostId) await this.#etcd.delete(key);
+    if ((await this.#kv.get(key)) === this.#identity.hostId) await this.#kv.delete(key);
   }
 
   /** Re-joins every network after a restart, retrying until etcd answers. */
@@ -154,28 +155,27 @@ export class ClusterService {
 
   async #register(vni: number): Promise<void> {
     const lease = await this.#ensureLease();
-    await this.#etcd.put(
-      `${ROOT}/${vni}/hosts/${this.#identity.hostId}`,
-      this.#identity.vtep,
-      lease,
-    );
+    await this.#kv.put(`${ROOT}/${vni}/hosts/${this.#identity.hostId}`, this.#identity.vtep, lease);
   }
 
   async #ensureLease(): Promise<string> {
     if (this.#lease !== undefined) return this.#lease;
-    const lease = await this.#etcd.grantLease(LEASE_TTL_SECONDS);
+    const lease = await this.#kv.grantLease(LEASE_TTL_SECONDS);
     this.#lease = lease;
-    this.#keepAlive = setInterval(() => void this.#renew(), (LEASE_TTL_SECONDS * 1000) / 3);
+    this.#keepAlive = setInterval(() => void this.renewLease(), (LEASE_TTL_SECONDS * 1000) / 3);
     this.#keepAlive.unref();
     return lease;
   }
 
-  /** Keeps the lease alive; if it expired while etcd was away, registers again. */
-  async #renew(): Promise<void> {
+  /**
+   * What the keep-alive timer runs: keeps the lease alive; if it expired while etcd was away,
+   * registers again. Public so tests drive it without waiting for the timer.
+   */
+  async renewLease(): Promise<void> {
     const lease = this.#lease;
     if (lease === undefined) return;
     try {
-      if (await this.#etcd.keepAlive(lease)) return;
+      if (await this.#kv.keepAlive(lease)) return;
       this.#logger.warn("etcd lease expired; registering this host again");
       this.#lease = undefined;
       if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
@@ -190,7 +190,7 @@ export class ClusterService {
     this.#keepAlive = undefined;
     const lease = this.#lease;
     this.#lease = undefined;
-    if (lease !== undefined) await this.#etcd.revokeLease(lease).catch(() => undefined);
+    if (lease !== undefined) await this.#kv.revokeLease(lease).catch(() => undefined);
   }
 
   /** Lists the network's hosts, then watches for changes; re-lists whenever the watch breaks. */
@@ -203,7 +203,7 @@ export class ClusterService {
       while (!controller.signal.aborted) {
         try {
           const peers = new Map<string, string>();
-          const listing = await this.#etcd.snapshot(prefix);
+          const listing = await this.#kv.snapshot(prefix);
           for (const entry of listing.entries) peers.set(entry.key, entry.value);
           const publish = () =>
             this.#onPeers(
@@ -214,7 +214,7 @@ export class ClusterService {
                 .sort(),
             );
           publish();
-          await this.#etcd.watch(
+          await this.#kv.watch(
             prefix,
             (event) => {
               if (event.type === "DELETE") peers.delete(event.key);

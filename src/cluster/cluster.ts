@@ -33,8 +33,11 @@ export class ClusterService {
   readonly #identity: ClusterIdentity;
   readonly #watches = new Map<number, AbortController>();
   readonly #members = new Set<number>();
-  #lease: string | undefined;
+  /** The grant in flight or done, shared so networks joined at once get one lease. */
+  #lease: Promise<string> | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
+  /** Set from losing the lease until every network has this host's entry again. */
+  #registrationLost = false;
   readonly #onPeers: (vni: number, peers: string[]) => void;
 
   constructor(deps: {
@@ -149,6 +152,7 @@ export class ClusterService {
   /** Stops keep-alives and watches (at shutdown); the lease then ages out. */
   stop(): void {
     if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
     for (const watch of this.#watches.values()) watch.abort();
     this.#watches.clear();
   }
@@ -158,28 +162,42 @@ export class ClusterService {
     await this.#kv.put(`${ROOT}/${vni}/hosts/${this.#identity.hostId}`, this.#identity.vtep, lease);
   }
 
-  async #ensureLease(): Promise<string> {
-    if (this.#lease !== undefined) return this.#lease;
-    const lease = await this.#kv.grantLease(LEASE_TTL_SECONDS);
-    this.#lease = lease;
-    this.#keepAlive = setInterval(() => void this.renewLease(), (LEASE_TTL_SECONDS * 1000) / 3);
-    this.#keepAlive.unref();
-    return lease;
+  #ensureLease(): Promise<string> {
+    if (this.#lease === undefined) {
+      const granted = this.#kv.grantLease(LEASE_TTL_SECONDS);
+      this.#lease = granted;
+      // A failed grant is forgotten, so the next registration or renewal asks again.
+      granted.catch(() => {
+        if (this.#lease === granted) this.#lease = undefined;
+      });
+    }
+    // The timer runs from the first registration until the last leave (or stop), whatever
+    // happens to the lease in between: it is what repairs a lost one.
+    if (this.#keepAlive === undefined) {
+      this.#keepAlive = setInterval(() => void this.renewLease(), (LEASE_TTL_SECONDS * 1000) / 3);
+      this.#keepAlive.unref();
+    }
+    return this.#lease;
   }
 
   /**
    * What the keep-alive timer runs: keeps the lease alive; if it expired while etcd was away,
-   * registers again. Public so tests drive it without waiting for the timer.
+   * registers again, and keeps trying on later runs until every network has this host back.
+   * Public so tests drive it without waiting for the timer.
    */
   async renewLease(): Promise<void> {
-    const lease = this.#lease;
-    if (lease === undefined) return;
     try {
-      if (await this.#kv.keepAlive(lease)) return;
-      this.#logger.warn("etcd lease expired; registering this host again");
-      this.#lease = undefined;
-      if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+      const current = this.#lease;
+      const lease = await current;
+      const alive = lease !== undefined && (await this.#kv.keepAlive(lease));
+      if (alive && !this.#registrationLost) return;
+      if (!alive && lease !== undefined) {
+        this.#logger.warn("etcd lease expired; registering this host again");
+        if (this.#lease === current) this.#lease = undefined;
+      }
+      this.#registrationLost = true;
       for (const vni of this.#members) await this.#register(vni);
+      this.#registrationLost = false;
     } catch (error) {
       this.#logger.warn({ err: error }, "cannot renew etcd lease; running containers keep working");
     }
@@ -190,7 +208,10 @@ export class ClusterService {
     this.#keepAlive = undefined;
     const lease = this.#lease;
     this.#lease = undefined;
-    if (lease !== undefined) await this.#kv.revokeLease(lease).catch(() => undefined);
+    this.#registrationLost = false;
+    if (lease !== undefined) {
+      await lease.then((id) => this.#kv.revokeLease(id)).catch(() => undefined);
+    }
   }
 
   /** Lists the network's hosts, then watches for changes; re-lists whenever the watch breaks. */

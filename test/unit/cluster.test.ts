@@ -359,4 +359,57 @@ describe("ClusterService: losing the lease", () => {
       assert.deepEqual(Object.keys(await contents(kv, 4243)), ["config", "hosts/host-a"]);
     });
   });
+
+  it("networks joined at the same time share one kept-alive lease", TIMEOUT, async () => {
+    // Regression: concurrent joins (resume() rejoins all networks at once) each granted a
+    // lease; only the last was kept alive, so the host vanished from the other networks
+    // 15 s later and renewal never noticed.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    await Promise.all([a.cluster.joinNetwork(VNI, CONFIG), a.cluster.joinNetwork(4243, CONFIG)]);
+
+    for (let tick = 0; tick < 4; tick++) {
+      kv.advance(5);
+      await a.cluster.renewLease();
+    }
+    assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1");
+    assert.equal((await contents(kv, 4243))["hosts/host-a"], "192.0.2.1");
+    assert.equal(kv.leases.length, 1, "no second lease left to run out");
+  });
+
+  it(
+    "a renewal that fails after the lease was lost is retried by the next one",
+    TIMEOUT,
+    async () => {
+      // Regression: the lost lease stopped the keep-alive timer before the new grant; when the
+      // grant failed, nothing ever tried again and the host stayed unregistered.
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      kv.expireLease(await leaseOf(kv, a));
+
+      kv.failing.add("grantLease");
+      await a.cluster.renewLease();
+      kv.failing.clear();
+      await a.cluster.renewLease();
+      assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1");
+    },
+  );
+
+  it("a re-registration cut short is finished by the next renewal", TIMEOUT, async () => {
+    // Regression: once a new lease was granted, the next renewal only kept it alive; networks
+    // whose registration had failed stayed without this host.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    await a.cluster.joinNetwork(4243, CONFIG);
+    kv.expireLease(await leaseOf(kv, a));
+
+    kv.failing.add("put");
+    await a.cluster.renewLease();
+    kv.failing.clear();
+    await a.cluster.renewLease();
+    assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1");
+    assert.equal((await contents(kv, 4243))["hosts/host-a"], "192.0.2.1");
+  });
 });

@@ -146,7 +146,7 @@ async function createCluster(
   const hostId = state.document.cluster?.hostId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   logger.info({ etcd: settings.etcdEndpoints, vtep, hostId }, "multi-host networks enabled");
   return new ClusterService({
-    etcd,
+    kv: etcd,
     logger,
     identity: { hostId, vtep },
     blockLength: settings.addressBlockLength,

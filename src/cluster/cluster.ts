@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { badRequest, conflict, exhausted } from "../errors.ts";
 import { formatPrefix, nthSubnet, parsePrefix, subnetCount } from "../ipam/prefix.ts";
-import type { EtcdClient } from "./etcd.ts";
+import type { KeyValueStore } from "./kv.ts";
 
 /** Where this host's share of multi-host state lives in etcd. */
 const ROOT = "switchyard/v1/networks";
@@ -27,24 +27,28 @@ export interface ClusterIdentity {
  * lives in etcd; hosts' entries carry a lease, so a dead host ages out.
  */
 export class ClusterService {
-  readonly #etcd: EtcdClient;
+  readonly #kv: KeyValueStore;
   readonly #logger: Logger;
   readonly #blockLength: number;
   readonly #identity: ClusterIdentity;
   readonly #watches = new Map<number, AbortController>();
   readonly #members = new Set<number>();
-  #lease: string | undefined;
+  /** The grant in flight or done, shared so networks joined at once get one lease. */
+  #lease: Promise<string> | undefined;
   #keepAlive: NodeJS.Timeout | undefined;
+  /** Set from losing the lease until every network has this host's entry again. */
+  #registrationLost = false;
   readonly #onPeers: (vni: number, peers: string[]) => void;
 
   constructor(deps: {
-    etcd: EtcdClient;
+    /** etcd in production; tests share one in-memory store between several services. */
+    kv: KeyValueStore;
     logger: Logger;
     identity: ClusterIdentity;
     blockLength: number;
     onPeers: (vni: number, peers: string[]) => void;
   }) {
-    this.#etcd = deps.etcd;
+    this.#kv = deps.kv;
     this.#logger = deps.logger;
     this.#identity = deps.identity;
     this.#blockLength = deps.blockLength;
@@ -63,8 +67,8 @@ export class ClusterService {
   async joinNetwork(vni: number, config: ClusterNetworkConfig): Promise<void> {
     const key = `${ROOT}/${vni}/config`;
     const wanted = JSON.stringify(config);
-    if (!(await this.#etcd.create(key, wanted))) {
-      const existing = await this.#etcd.get(key);
+    if (!(await this.#kv.create(key, wanted))) {
+      const existing = await this.#kv.get(key);
       if (existing !== undefined && existing !== wanted) {
         const other = JSON.parse(existing) as ClusterNetworkConfig;
         throw conflict(
@@ -83,13 +87,13 @@ export class ClusterService {
     this.#watches.delete(vni);
     this.#members.delete(vni);
     const base = `${ROOT}/${vni}`;
-    for (const block of blocks) await this.#etcd.delete(`${base}/blocks/${blockKey(block)}`);
-    for (const entry of await this.#etcd.range(`${base}/addresses/`)) {
-      if (entry.value === this.#identity.hostId) await this.#etcd.delete(entry.key);
+    for (const block of blocks) await this.#kv.delete(`${base}/blocks/${blockKey(block)}`);
+    for (const entry of await this.#kv.range(`${base}/addresses/`)) {
+      if (entry.value === this.#identity.hostId) await this.#kv.delete(entry.key);
     }
-    await this.#etcd.delete(`${base}/hosts/${this.#identity.hostId}`);
-    if ((await this.#etcd.range(`${base}/hosts/`)).length === 0)
-      await this.#etcd.deletePrefix(`${base}/`);
+    await this.#kv.delete(`${base}/hosts/${this.#identity.hostId}`);
+    if ((await this.#kv.range(`${base}/hosts/`)).length === 0)
+      await this.#kv.deletePrefix(`${base}/`);
     if (this.#members.size === 0) await this.#dropLease();
   }
 
@@ -99,13 +103,13 @@ export class ClusterService {
     const length = Math.max(prefix.length, Math.min(this.#blockLength, prefix.v6 ? 128 : 32));
     const count = subnetCount(prefix, length);
     const taken = new Set(
-      (await this.#etcd.range(`${ROOT}/${vni}/blocks/`)).map((entry) => entry.key.split("/").pop()),
+      (await this.#kv.range(`${ROOT}/${vni}/blocks/`)).map((entry) => entry.key.split("/").pop()),
     );
     for (let index = 0n; index < count; index++) {
       const block = formatPrefix(nthSubnet(prefix, length, index));
       if (held.includes(block) || taken.has(blockKey(block))) continue;
       if (
-        await this.#etcd.create(`${ROOT}/${vni}/blocks/${blockKey(block)}`, this.#identity.hostId)
+        await this.#kv.create(`${ROOT}/${vni}/blocks/${blockKey(block)}`, this.#identity.hostId)
       ) {
         this.#logger.info({ vni, block }, "claimed address block");
         return block;
@@ -117,8 +121,8 @@ export class ClusterService {
   /** Takes a static address (`--ip`) cluster-wide; Conflict when another host holds it. */
   async claimAddress(vni: number, address: string): Promise<void> {
     const key = `${ROOT}/${vni}/addresses/${address}`;
-    if (await this.#etcd.create(key, this.#identity.hostId)) return;
-    const holder = await this.#etcd.get(key);
+    if (await this.#kv.create(key, this.#identity.hostId)) return;
+    const holder = await this.#kv.get(key);
     if (holder !== this.#identity.hostId) {
       throw conflict(
         `address ${address} is already in use on another host (${holder ?? "unknown"}) of vxlan.id ${vni}`,
@@ -129,7 +133,7 @@ export class ClusterService {
   /** Gives back a static address taken with {@link claimAddress}; others' are left alone. */
   async releaseAddress(vni: number, address: string): Promise<void> {
     const key = `${ROOT}/${vni}/addresses/${address}`;
-    if ((await this.#etcd.get(key)) === this.#identity.hostId) await this.#etcd.delete(key);
+    if ((await this.#kv.get(key)) === this.#identity.hostId) await this.#kv.delete(key);
   }
 
   /** Re-joins every network after a restart, retrying until etcd answers. */
@@ -148,38 +152,52 @@ export class ClusterService {
   /** Stops keep-alives and watches (at shutdown); the lease then ages out. */
   stop(): void {
     if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+    this.#keepAlive = undefined;
     for (const watch of this.#watches.values()) watch.abort();
     this.#watches.clear();
   }
 
   async #register(vni: number): Promise<void> {
     const lease = await this.#ensureLease();
-    await this.#etcd.put(
-      `${ROOT}/${vni}/hosts/${this.#identity.hostId}`,
-      this.#identity.vtep,
-      lease,
-    );
+    await this.#kv.put(`${ROOT}/${vni}/hosts/${this.#identity.hostId}`, this.#identity.vtep, lease);
   }
 
-  async #ensureLease(): Promise<string> {
-    if (this.#lease !== undefined) return this.#lease;
-    const lease = await this.#etcd.grantLease(LEASE_TTL_SECONDS);
-    this.#lease = lease;
-    this.#keepAlive = setInterval(() => void this.#renew(), (LEASE_TTL_SECONDS * 1000) / 3);
-    this.#keepAlive.unref();
-    return lease;
+  #ensureLease(): Promise<string> {
+    if (this.#lease === undefined) {
+      const granted = this.#kv.grantLease(LEASE_TTL_SECONDS);
+      this.#lease = granted;
+      // A failed grant is forgotten, so the next registration or renewal asks again.
+      granted.catch(() => {
+        if (this.#lease === granted) this.#lease = undefined;
+      });
+    }
+    // The timer runs from the first registration until the last leave (or stop), whatever
+    // happens to the lease in between: it is what repairs a lost one.
+    if (this.#keepAlive === undefined) {
+      this.#keepAlive = setInterval(() => void this.renewLease(), (LEASE_TTL_SECONDS * 1000) / 3);
+      this.#keepAlive.unref();
+    }
+    return this.#lease;
   }
 
-  /** Keeps the lease alive; if it expired while etcd was away, registers again. */
-  async #renew(): Promise<void> {
-    const lease = this.#lease;
-    if (lease === undefined) return;
+  /**
+   * What the keep-alive timer runs: keeps the lease alive; if it expired while etcd was away,
+   * registers again, and keeps trying on later runs until every network has this host back.
+   * Public so tests drive it without waiting for the timer.
+   */
+  async renewLease(): Promise<void> {
     try {
-      if (await this.#etcd.keepAlive(lease)) return;
-      this.#logger.warn("etcd lease expired; registering this host again");
-      this.#lease = undefined;
-      if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
+      const current = this.#lease;
+      const lease = await current;
+      const alive = lease !== undefined && (await this.#kv.keepAlive(lease));
+      if (alive && !this.#registrationLost) return;
+      if (!alive && lease !== undefined) {
+        this.#logger.warn("etcd lease expired; registering this host again");
+        if (this.#lease === current) this.#lease = undefined;
+      }
+      this.#registrationLost = true;
       for (const vni of this.#members) await this.#register(vni);
+      this.#registrationLost = false;
     } catch (error) {
       this.#logger.warn({ err: error }, "cannot renew etcd lease; running containers keep working");
     }
@@ -190,7 +208,10 @@ export class ClusterService {
     this.#keepAlive = undefined;
     const lease = this.#lease;
     this.#lease = undefined;
-    if (lease !== undefined) await this.#etcd.revokeLease(lease).catch(() => undefined);
+    this.#registrationLost = false;
+    if (lease !== undefined) {
+      await lease.then((id) => this.#kv.revokeLease(id)).catch(() => undefined);
+    }
   }
 
   /** Lists the network's hosts, then watches for changes; re-lists whenever the watch breaks. */
@@ -203,7 +224,7 @@ export class ClusterService {
       while (!controller.signal.aborted) {
         try {
           const peers = new Map<string, string>();
-          const listing = await this.#etcd.snapshot(prefix);
+          const listing = await this.#kv.snapshot(prefix);
           for (const entry of listing.entries) peers.set(entry.key, entry.value);
           const publish = () =>
             this.#onPeers(
@@ -214,7 +235,7 @@ export class ClusterService {
                 .sort(),
             );
           publish();
-          await this.#etcd.watch(
+          await this.#kv.watch(
             prefix,
             (event) => {
               if (event.type === "DELETE") peers.delete(event.key);

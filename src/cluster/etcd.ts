@@ -1,26 +1,13 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { internal, SwitchyardError } from "../errors.ts";
+import type { KeyValue, KeyValueStore, Snapshot, WatchEvent } from "./kv.ts";
 
 /** TLS material for etcd client connections (files mounted into the plugin). */
 export interface EtcdTls {
   ca?: Buffer;
   cert?: Buffer;
   key?: Buffer;
-}
-
-/** One key and its value as etcd returns them. */
-export interface KeyValue {
-  key: string;
-  value: string;
-  lease?: string;
-}
-
-/** What a watch reports. */
-export interface WatchEvent {
-  type: "PUT" | "DELETE";
-  key: string;
-  value: string;
 }
 
 const REQUEST_TIMEOUT_MS = 3_000;
@@ -53,7 +40,7 @@ interface RawKv {
  * serves on its client port. It needs no gRPC stack: the plugin's rootfs stays small and
  * the few calls Switchyard makes (range, put, txn, leases, watch) are plain JSON.
  */
-export class EtcdClient {
+export class EtcdClient implements KeyValueStore {
   readonly #endpoints: URL[];
   readonly #tls: EtcdTls;
   #preferred = 0;
@@ -70,7 +57,7 @@ export class EtcdClient {
   }
 
   /** Every key with the prefix and the store revision they were read at (to watch from). */
-  async snapshot(prefix: string): Promise<{ entries: KeyValue[]; revision: string }> {
+  async snapshot(prefix: string): Promise<Snapshot> {
     const answer = await this.#call("/v3/kv/range", {
       key: encode(prefix),
       range_end: prefixEnd(prefix),

@@ -52,7 +52,7 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
     const state = await StateManager.open(new MemoryStore(), defaultIpamSettings());
     let network: NetworkDriver | undefined;
     const cluster = new ClusterService({
-      etcd: new EtcdClient([ETCD_URL]),
+      kv: new EtcdClient([ETCD_URL]),
       logger,
       identity: { hostId: ns.name, vtep },
       blockLength: 28,

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { EtcdClient, type WatchEvent } from "../../src/cluster/etcd.ts";
+import { EtcdClient } from "../../src/cluster/etcd.ts";
+import type { WatchEvent } from "../../src/cluster/kv.ts";
 import { startEtcd } from "../support/etcd.ts";
 
 describe("EtcdClient against a real etcd", () => {

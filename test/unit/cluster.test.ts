@@ -1,0 +1,415 @@
+import assert from "node:assert/strict";
+import { afterEach, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { pino } from "pino";
+import { type ClusterNetworkConfig, ClusterService } from "../../src/cluster/cluster.ts";
+import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
+
+const ROOT = "switchyard/v1/networks";
+const VNI = 4242;
+const SUBNET = "10.60.0.0/24";
+const CONFIG: ClusterNetworkConfig = { subnet: SUBNET, gateway: "10.60.0.1/24" };
+const ALL_BLOCKS = ["10.60.0.0/26", "10.60.0.64/26", "10.60.0.128/26", "10.60.0.192/26"];
+const TIMEOUT = { timeout: 10_000 };
+
+/** One simulated host: its ClusterService and the peers it was last told about, per network. */
+interface Host {
+  id: string;
+  vtep: string;
+  cluster: ClusterService;
+  peers: Map<number, string[]>;
+}
+
+const running: ClusterService[] = [];
+
+/** Every test stops its hosts' watches and keep-alives, so the test process can exit. */
+afterEach(() => {
+  for (const cluster of running.splice(0)) cluster.stop();
+});
+
+function makeHost(kv: MemoryKeyValueStore, id: string, vtep: string, blockLength = 26): Host {
+  const peers = new Map<number, string[]>();
+  const cluster = new ClusterService({
+    kv,
+    logger: pino({ level: "silent" }),
+    identity: { hostId: id, vtep },
+    blockLength,
+    onPeers: (vni, list) => peers.set(vni, list),
+  });
+  running.push(cluster);
+  return { id, vtep, cluster, peers };
+}
+
+/** Retries an assertion until it holds (watches deliver on later turns) or 3 s have passed. */
+async function eventually(check: () => void | Promise<void>): Promise<void> {
+  const deadline = Date.now() + 3_000;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (error) {
+      if (Date.now() > deadline) throw error;
+      await sleep(5);
+    }
+  }
+}
+
+/** What the store holds under one network, as key (below the network) → value. */
+async function contents(kv: MemoryKeyValueStore, vni = VNI): Promise<Record<string, string>> {
+  const base = `${ROOT}/${vni}/`;
+  const entries = await kv.range(base);
+  return Object.fromEntries(entries.map((entry) => [entry.key.slice(base.length), entry.value]));
+}
+
+/** The lease a host's registration in a network hangs on. */
+async function leaseOf(kv: MemoryKeyValueStore, host: Host, vni = VNI): Promise<string> {
+  const [entry] = await kv.range(`${ROOT}/${vni}/hosts/${host.id}`);
+  assert.ok(entry?.lease !== undefined, `${host.id} is registered in ${vni} with a lease`);
+  return entry.lease;
+}
+
+describe("ClusterService: address blocks", () => {
+  it("two hosts claiming at the same time never get the same block", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await Promise.all([a.cluster.joinNetwork(VNI, CONFIG), b.cluster.joinNetwork(VNI, CONFIG)]);
+
+    const claims = await Promise.all([
+      a.cluster.claimBlock(VNI, SUBNET, []),
+      b.cluster.claimBlock(VNI, SUBNET, []),
+      a.cluster.claimBlock(VNI, SUBNET, []),
+      b.cluster.claimBlock(VNI, SUBNET, []),
+    ]);
+
+    assert.deepEqual([...claims].sort(), [...ALL_BLOCKS].sort(), "four different blocks");
+    const stored = await contents(kv);
+    assert.equal(stored[`blocks/${claims[0]?.replace("/", "_")}`], "host-a");
+    assert.equal(stored[`blocks/${claims[1]?.replace("/", "_")}`], "host-b");
+    assert.equal(stored[`blocks/${claims[2]?.replace("/", "_")}`], "host-a");
+    assert.equal(stored[`blocks/${claims[3]?.replace("/", "_")}`], "host-b");
+  });
+
+  it(
+    "hands out the subnet's blocks of the configured length in order, then Exhausted",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      const held: string[] = [];
+      for (let claim = 0; claim < 3; claim++)
+        held.push(await a.cluster.claimBlock(VNI, SUBNET, held));
+      assert.deepEqual(await b.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.192/26");
+      assert.deepEqual(held, ALL_BLOCKS.slice(0, 3));
+
+      for (const host of [a, b]) {
+        await assert.rejects(host.cluster.claimBlock(VNI, SUBNET, held), {
+          kind: "Exhausted",
+          message: "no free address block left in 10.60.0.0/24 (every /26 is held by a host)",
+        });
+      }
+    },
+  );
+
+  it(
+    "a block length shorter than the subnet's gives the whole subnet as one block",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1", 16);
+      assert.equal(await a.cluster.claimBlock(VNI, SUBNET, []), SUBNET);
+      await assert.rejects(a.cluster.claimBlock(VNI, SUBNET, [SUBNET]), { kind: "Exhausted" });
+    },
+  );
+
+  it("skips blocks this host already holds even when the store lost them", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    assert.equal(await a.cluster.claimBlock(VNI, SUBNET, ["10.60.0.0/26"]), "10.60.0.64/26");
+  });
+});
+
+describe("ClusterService: static addresses", () => {
+  it(
+    "an address held by one host is a Conflict for another, naming the holder",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      await a.cluster.claimAddress(VNI, "10.60.0.10");
+
+      await assert.rejects(b.cluster.claimAddress(VNI, "10.60.0.10"), {
+        kind: "Conflict",
+        message: "address 10.60.0.10 is already in use on another host (host-a) of vxlan.id 4242",
+      });
+      await a.cluster.claimAddress(VNI, "10.60.0.10");
+      await b.cluster.claimAddress(VNI, "10.60.0.11");
+      await b.cluster.claimAddress(4243, "10.60.0.10");
+      assert.deepEqual(await contents(kv), {
+        "addresses/10.60.0.10": "host-a",
+        "addresses/10.60.0.11": "host-b",
+      });
+    },
+  );
+
+  it("two hosts claiming one address at the same time: exactly one gets it", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    const results = await Promise.allSettled([
+      a.cluster.claimAddress(VNI, "10.60.0.10"),
+      b.cluster.claimAddress(VNI, "10.60.0.10"),
+    ]);
+    assert.deepEqual(results.map((result) => result.status).sort(), ["fulfilled", "rejected"]);
+  });
+
+  it("releasing gives back only this host's claims", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await a.cluster.claimAddress(VNI, "10.60.0.10");
+    await b.cluster.claimAddress(VNI, "10.60.0.11");
+
+    await b.cluster.releaseAddress(VNI, "10.60.0.10");
+    await a.cluster.releaseAddress(VNI, "10.60.0.11");
+    await a.cluster.releaseAddress(VNI, "10.60.0.12");
+    assert.deepEqual(await contents(kv), {
+      "addresses/10.60.0.10": "host-a",
+      "addresses/10.60.0.11": "host-b",
+    });
+
+    await a.cluster.releaseAddress(VNI, "10.60.0.10");
+    await b.cluster.claimAddress(VNI, "10.60.0.10");
+    assert.deepEqual(await contents(kv), {
+      "addresses/10.60.0.10": "host-b",
+      "addresses/10.60.0.11": "host-b",
+    });
+  });
+});
+
+describe("ClusterService: joining and leaving", () => {
+  it(
+    "joining with another subnet or gateway than the recorded one is a Conflict",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      await a.cluster.joinNetwork(VNI, CONFIG);
+
+      const expected = {
+        kind: "Conflict",
+        message:
+          "vxlan.id 4242 is already used with subnet 10.60.0.0/24 and gateway 10.60.0.1/24 on other hosts; create the network with the same --subnet and --gateway on every host",
+      };
+      await assert.rejects(
+        b.cluster.joinNetwork(VNI, { subnet: "10.61.0.0/24", gateway: "10.61.0.1/24" }),
+        expected,
+      );
+      await assert.rejects(
+        b.cluster.joinNetwork(VNI, { ...CONFIG, gateway: "10.60.0.254/24" }),
+        expected,
+      );
+      assert.deepEqual(
+        Object.keys(await contents(kv)),
+        ["config", "hosts/host-a"],
+        "B not registered",
+      );
+
+      await b.cluster.joinNetwork(VNI, CONFIG);
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      assert.deepEqual(await contents(kv), {
+        config: JSON.stringify(CONFIG),
+        "hosts/host-a": "192.0.2.1",
+        "hosts/host-b": "192.0.2.2",
+      });
+    },
+  );
+
+  it(
+    "a host leaving drops only its own entries; the last one clears the network",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      await b.cluster.joinNetwork(VNI, CONFIG);
+      const aBlock = await a.cluster.claimBlock(VNI, SUBNET, []);
+      const bBlock = await b.cluster.claimBlock(VNI, SUBNET, []);
+      await a.cluster.claimAddress(VNI, "10.60.0.200");
+      await b.cluster.claimAddress(VNI, "10.60.0.201");
+      await a.cluster.joinNetwork(4243, CONFIG);
+
+      await a.cluster.leaveNetwork(VNI, [aBlock]);
+      assert.deepEqual(await contents(kv), {
+        config: JSON.stringify(CONFIG),
+        "addresses/10.60.0.201": "host-b",
+        [`blocks/${bBlock.replace("/", "_")}`]: "host-b",
+        "hosts/host-b": "192.0.2.2",
+      });
+      assert.deepEqual(Object.keys(await contents(kv, 4243)), ["config", "hosts/host-a"]);
+
+      await b.cluster.leaveNetwork(VNI, [bBlock]);
+      assert.deepEqual(await contents(kv), {});
+      assert.equal(kv.leases.length, 1, "B's lease went with its last network; A still has 4243");
+      await a.cluster.leaveNetwork(4243, []);
+      assert.deepEqual(await kv.range(""), []);
+      assert.deepEqual(kv.leases, []);
+    },
+  );
+});
+
+describe("ClusterService: following peers", () => {
+  it("a host sees others join and leave, each network on its own", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    const c = makeHost(kv, "host-c", "192.0.2.3");
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    await eventually(() => assert.deepEqual(a.peers.get(VNI), []));
+
+    await b.cluster.joinNetwork(VNI, CONFIG);
+    await c.cluster.joinNetwork(4243, CONFIG);
+    await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.2"]));
+    await eventually(() => assert.deepEqual(b.peers.get(VNI), ["192.0.2.1"]));
+
+    await c.cluster.joinNetwork(VNI, CONFIG);
+    await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.2", "192.0.2.3"]));
+    assert.deepEqual(c.peers.get(4243), [], "nobody else is in 4243");
+
+    await b.cluster.leaveNetwork(VNI, []);
+    await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.3"]));
+    await eventually(() => assert.deepEqual(c.peers.get(VNI), ["192.0.2.1"]));
+  });
+
+  it("a host whose lease runs out disappears from the others' peers", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    await b.cluster.joinNetwork(VNI, CONFIG);
+    await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.2"]));
+
+    // A keeps renewing, B has stopped (a dead host): past the 15 s TTL only B is gone.
+    kv.advance(10);
+    await a.cluster.renewLease();
+    kv.advance(10);
+    await eventually(() => assert.deepEqual(a.peers.get(VNI), []));
+    assert.deepEqual(Object.keys(await contents(kv)), ["config", "hosts/host-a"]);
+  });
+});
+
+describe("ClusterService: losing the lease", () => {
+  it("renewal registers the host again after its lease expired", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    await b.cluster.joinNetwork(VNI, CONFIG);
+    await eventually(() => assert.deepEqual(b.peers.get(VNI), ["192.0.2.1"]));
+    const lost = await leaseOf(kv, a);
+
+    kv.expireLease(lost);
+    await eventually(() => assert.deepEqual(b.peers.get(VNI), []));
+    await a.cluster.renewLease();
+
+    assert.notEqual(await leaseOf(kv, a), lost, "registered on a new lease");
+    assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1");
+    await eventually(() => assert.deepEqual(b.peers.get(VNI), ["192.0.2.1"]));
+  });
+
+  it("renewal while etcd is away changes nothing; once back it re-registers", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    await b.cluster.joinNetwork(VNI, CONFIG);
+    await eventually(() => assert.deepEqual(b.peers.get(VNI), ["192.0.2.1"]));
+
+    kv.unavailable = true;
+    await a.cluster.renewLease();
+    await assert.rejects(a.cluster.claimBlock(VNI, SUBNET, []), { kind: "Internal" });
+    // Both leases run out at the store while nobody can reach it.
+    kv.advance(20);
+    kv.unavailable = false;
+    assert.deepEqual(Object.keys(await contents(kv)), ["config"]);
+
+    await a.cluster.renewLease();
+    await b.cluster.renewLease();
+    assert.deepEqual(Object.keys(await contents(kv)), ["config", "hosts/host-a", "hosts/host-b"]);
+    // B's watch broke with the connection; it lists again and finds A.
+    await eventually(() => assert.deepEqual(b.peers.get(VNI), ["192.0.2.1"]));
+  });
+
+  it("resume rejoins every network once the store answers", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    kv.unavailable = true;
+    a.cluster.resume([
+      { vni: VNI, config: CONFIG },
+      { vni: 4243, config: CONFIG },
+    ]);
+    await sleep(20);
+    kv.unavailable = false;
+    await eventually(async () => {
+      assert.deepEqual(Object.keys(await contents(kv)), ["config", "hosts/host-a"]);
+      assert.deepEqual(Object.keys(await contents(kv, 4243)), ["config", "hosts/host-a"]);
+    });
+  });
+
+  it("networks joined at the same time share one kept-alive lease", TIMEOUT, async () => {
+    // Regression: concurrent joins (resume() rejoins all networks at once) each granted a
+    // lease; only the last was kept alive, so the host vanished from the other networks
+    // 15 s later and renewal never noticed.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    await Promise.all([a.cluster.joinNetwork(VNI, CONFIG), a.cluster.joinNetwork(4243, CONFIG)]);
+
+    for (let tick = 0; tick < 4; tick++) {
+      kv.advance(5);
+      await a.cluster.renewLease();
+    }
+    assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1");
+    assert.equal((await contents(kv, 4243))["hosts/host-a"], "192.0.2.1");
+    assert.equal(kv.leases.length, 1, "no second lease left to run out");
+  });
+
+  it(
+    "a renewal that fails after the lease was lost is retried by the next one",
+    TIMEOUT,
+    async () => {
+      // Regression: the lost lease stopped the keep-alive timer before the new grant; when the
+      // grant failed, nothing ever tried again and the host stayed unregistered.
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      kv.expireLease(await leaseOf(kv, a));
+
+      kv.failing.add("grantLease");
+      await a.cluster.renewLease();
+      kv.failing.clear();
+      await a.cluster.renewLease();
+      assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1");
+    },
+  );
+
+  it("a re-registration cut short is finished by the next renewal", TIMEOUT, async () => {
+    // Regression: once a new lease was granted, the next renewal only kept it alive; networks
+    // whose registration had failed stayed without this host.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    await a.cluster.joinNetwork(4243, CONFIG);
+    kv.expireLease(await leaseOf(kv, a));
+
+    kv.failing.add("put");
+    await a.cluster.renewLease();
+    kv.failing.clear();
+    await a.cluster.renewLease();
+    assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1");
+    assert.equal((await contents(kv, 4243))["hosts/host-a"], "192.0.2.1");
+  });
+});

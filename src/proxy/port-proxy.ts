@@ -1,5 +1,5 @@
-import { createSocket, type Socket as UdpSocket } from "node:dgram";
-import { connect, createServer, type Server } from "node:net";
+import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dgram";
+import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { conflict, internal } from "../errors.ts";
 import type { PortBinding } from "../state/model.ts";
@@ -25,96 +25,206 @@ export interface PortPublisher {
   openCount(): number;
 }
 
-const UDP_IDLE_MS = 90_000;
+/** Caps on one binding's relay, so a flood of clients cannot exhaust the plugin's sockets. */
+export interface RelayLimits {
+  /** Concurrent TCP connections per binding; more are closed at once. */
+  maxConnections: number;
+  /** Concurrent UDP flows (client address and port) per binding; new clients beyond are dropped. */
+  maxUdpFlows: number;
+}
 
-function listenTcp(
-  host: string,
-  port: number,
-  target: ProxyTarget,
-  logger: Logger,
-): Promise<Server> {
-  // Half-open both ways: a client that shuts down its sending side (like `nc` after the
-  // request) must still get the whole reply.
-  const server = createServer({ allowHalfOpen: true }, (client) => {
-    const upstream = connect({ port: target.port, host: target.address, allowHalfOpen: true });
-    const close = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on("error", close);
-    upstream.on("error", (error) => {
-      logger.debug({ err: error, target }, "proxy upstream failed");
-      close();
-    });
-    client.pipe(upstream).pipe(client);
-  });
+/** The caps a ProxyPublisher uses unless told otherwise. */
+export const DEFAULT_RELAY_LIMITS: RelayLimits = { maxConnections: 1024, maxUdpFlows: 1024 };
+
+/** Where a relay listens on the host. */
+export interface HostAddress {
+  host: string;
+  port: number;
+}
+
+/** One published port being relayed: its listening socket and how to tear it all down. */
+export interface Relay<Listener> {
+  /** The TCP server or UDP socket that holds the host port. */
+  readonly listener: Listener;
+  /** Stops listening and drops every connection or flow at once, without waiting for clients. */
+  close(): Promise<void>;
+}
+
+const UDP_IDLE_MS = 90_000;
+/** A flood above a cap would otherwise log one line per refused packet. */
+const CAP_WARNING_INTERVAL_MS = 5_000;
+
+/**
+ * Returns a function that warns about one refused connection or datagram, at most once per
+ * interval; the next warning says how many were refused in between.
+ */
+function capWarning(logger: Logger, context: object, message: string): () => void {
+  let lastWarned = Number.NEGATIVE_INFINITY;
+  let refused = 0;
+  return () => {
+    refused += 1;
+    const now = performance.now();
+    if (now - lastWarned < CAP_WARNING_INTERVAL_MS) return;
+    lastWarned = now;
+    logger.warn({ ...context, refused }, message);
+    refused = 0;
+  };
+}
+
+/** Waits for a TCP or UDP socket to bind; the one-off listener turns a bind failure into a rejection. */
+function bound(emitter: Server | UdpSocket, bind: (done: () => void) => void): Promise<void> {
   return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen({ host, port, exclusive: true }, () => {
-      server.off("error", reject);
-      resolve(server);
+    emitter.once("error", reject);
+    bind(() => {
+      emitter.off("error", reject);
+      resolve();
     });
   });
 }
 
-function listenUdp(host: string, port: number, target: ProxyTarget): Promise<UdpSocket> {
+/** Listens on `at` and relays each TCP connection to `target`, up to `limits.maxConnections`. */
+export async function openTcpRelay(
+  at: HostAddress,
+  target: ProxyTarget,
+  limits: RelayLimits,
+  logger: Logger,
+): Promise<Relay<Server>> {
+  const context = { published: `${at.host}:${at.port}/tcp`, target };
+  const relayed = new Set<Socket>();
+  // Half-open both ways: a client that shuts down its sending side (like `nc` after the
+  // request) must still get the whole reply.
+  const server = createServer({ allowHalfOpen: true }, (client) => {
+    const upstream = connect({ port: target.port, host: target.address, allowHalfOpen: true });
+    // A clean end travels through the pipes, so a closed side never cuts off the other's
+    // unflushed reply; only a failed side takes its peer down.
+    const destroyBoth = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    for (const [socket, side] of [
+      [client, "client"],
+      [upstream, "upstream"],
+    ] as const) {
+      relayed.add(socket);
+      socket.on("close", () => relayed.delete(socket));
+      socket.on("error", (error) => {
+        logger.debug({ ...context, err: error }, `proxy ${side} failed`);
+        destroyBoth();
+      });
+    }
+    client.pipe(upstream).pipe(client);
+  });
+  // Node closes connections above maxConnections before they reach the handler and says 'drop'.
+  server.maxConnections = limits.maxConnections;
+  server.on(
+    "drop",
+    capWarning(
+      logger,
+      { ...context, maxConnections: limits.maxConnections },
+      "proxy refused connections above its cap",
+    ),
+  );
+  await bound(server, (done) =>
+    server.listen({ host: at.host, port: at.port, exclusive: true }, done),
+  );
+  // A later error (EMFILE on accept, say) must not become an uncaught exception.
+  server.on("error", (error) => logger.warn({ ...context, err: error }, "proxy listener failed"));
+  return {
+    listener: server,
+    close: () => {
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // server.close() waits for every connection to end; an idle client would hold it forever.
+      for (const socket of relayed) socket.destroy();
+      relayed.clear();
+      return closed;
+    },
+  };
+}
+
+/** Binds `at` and relays each UDP client's datagrams to `target`, up to `limits.maxUdpFlows` clients. */
+export async function openUdpRelay(
+  at: HostAddress,
+  target: ProxyTarget,
+  limits: RelayLimits,
+  logger: Logger,
+): Promise<Relay<UdpSocket>> {
+  const context = { published: `${at.host}:${at.port}/udp`, target };
   const socket = createSocket({ type: "udp4" });
-  const flows = new Map<string, { upstream: UdpSocket; timer: NodeJS.Timeout }>();
+  // One upstream socket per client, so replies find their way back to the right client.
+  const flows = new Map<string, { upstream: UdpSocket; idle: NodeJS.Timeout }>();
+  const warnRefused = capWarning(
+    logger,
+    { ...context, maxUdpFlows: limits.maxUdpFlows },
+    "proxy dropped datagrams from new clients above its flow cap",
+  );
+  const endFlow = (key: string) => {
+    const flow = flows.get(key);
+    if (flow === undefined) return;
+    flows.delete(key);
+    clearTimeout(flow.idle);
+    flow.upstream.close();
+  };
+  const startFlow = (key: string, client: RemoteInfo) => {
+    const upstream = createSocket({ type: "udp4" });
+    upstream.on("message", (reply) => socket.send(reply, client.port, client.address));
+    // Without this listener a failed send would be thrown; the flow is rebuilt on the next datagram.
+    upstream.on("error", (error) => {
+      logger.debug({ ...context, err: error }, "proxy upstream failed");
+      endFlow(key);
+    });
+    const flow = { upstream, idle: setTimeout(() => endFlow(key), UDP_IDLE_MS) };
+    flows.set(key, flow);
+    return flow;
+  };
   socket.on("message", (message, client) => {
     const key = `${client.address}:${client.port}`;
     let flow = flows.get(key);
     if (flow === undefined) {
-      const upstream = createSocket({ type: "udp4" });
-      upstream.on("message", (reply) => socket.send(reply, client.port, client.address));
-      upstream.on("error", () => upstream.close());
-      flow = { upstream, timer: setTimeout(() => undefined, 0) };
-      flows.set(key, flow);
+      if (flows.size >= limits.maxUdpFlows) {
+        warnRefused();
+        return;
+      }
+      flow = startFlow(key, client);
+    } else {
+      flow.idle.refresh();
     }
-    clearTimeout(flow.timer);
-    const current = flow;
-    current.timer = setTimeout(() => {
-      current.upstream.close();
-      flows.delete(key);
-    }, UDP_IDLE_MS);
-    current.upstream.send(message, target.port, target.address);
+    flow.upstream.send(message, target.port, target.address);
   });
-  socket.on("close", () => {
-    for (const flow of flows.values()) {
-      clearTimeout(flow.timer);
-      flow.upstream.close();
-    }
-  });
-  return new Promise((resolve, reject) => {
-    socket.once("error", reject);
-    socket.bind({ address: host, port, exclusive: true }, () => {
-      socket.off("error", reject);
-      resolve(socket);
-    });
-  });
+  await bound(socket, (done) =>
+    socket.bind({ address: at.host, port: at.port, exclusive: true }, done),
+  );
+  // A later error (a failed send back to a client, say) must not become an uncaught exception.
+  socket.on("error", (error) => logger.warn({ ...context, err: error }, "proxy listener failed"));
+  return {
+    listener: socket,
+    close: () => {
+      for (const key of [...flows.keys()]) endFlow(key);
+      return new Promise<void>((resolve) => socket.close(() => resolve()));
+    },
+  };
 }
 
 /** The real publisher: TCP and UDP listeners in this (host-network) process. */
 export class ProxyPublisher implements PortPublisher {
   readonly #logger: Logger;
-  readonly #open = new Map<string, (() => Promise<void>)[]>();
+  readonly #limits: RelayLimits;
+  readonly #open = new Map<string, Relay<unknown>[]>();
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, limits: Partial<RelayLimits> = {}) {
     this.#logger = logger;
+    this.#limits = { ...DEFAULT_RELAY_LIMITS, ...limits };
   }
 
   async open(owner: string, binding: PortBinding, target: ProxyTarget): Promise<void> {
     if (binding.proto === "sctp") return; // the kernel's DNAT serves SCTP; no local relay
-    const host = binding.hostIp === "" ? "0.0.0.0" : binding.hostIp;
-    const where = `${host}:${binding.hostPort}/${binding.proto}`;
-    let closer: () => Promise<void>;
+    const at = { host: binding.hostIp === "" ? "0.0.0.0" : binding.hostIp, port: binding.hostPort };
+    const where = `${at.host}:${at.port}/${binding.proto}`;
+    let relay: Relay<unknown>;
     try {
-      if (binding.proto === "tcp") {
-        const server = await listenTcp(host, binding.hostPort, target, this.#logger);
-        closer = () => new Promise((resolve) => server.close(() => resolve()));
-      } else {
-        const socket = await listenUdp(host, binding.hostPort, target);
-        closer = () => new Promise((resolve) => socket.close(() => resolve()));
-      }
+      relay =
+        binding.proto === "tcp"
+          ? await openTcpRelay(at, target, this.#limits, this.#logger)
+          : await openUdpRelay(at, target, this.#limits, this.#logger);
     } catch (error) {
       const code = (error as NodeJS.ErrnoException).code;
       if (code === "EADDRINUSE") {
@@ -123,12 +233,12 @@ export class ProxyPublisher implements PortPublisher {
         );
       }
       if (code === "EADDRNOTAVAIL") {
-        throw conflict(`cannot publish ${where}: ${host} is not an address of this host`);
+        throw conflict(`cannot publish ${where}: ${at.host} is not an address of this host`);
       }
       throw internal(`cannot publish ${where}: ${(error as Error).message}`, error);
     }
     const list = this.#open.get(owner) ?? [];
-    list.push(closer);
+    list.push(relay);
     this.#open.set(owner, list);
     this.#logger.info({ endpoint: owner.slice(0, 12), published: where, target }, "port published");
   }
@@ -137,7 +247,7 @@ export class ProxyPublisher implements PortPublisher {
     const list = this.#open.get(owner);
     if (list === undefined) return;
     this.#open.delete(owner);
-    await Promise.all(list.map((closer) => closer()));
+    await Promise.all(list.map((relay) => relay.close()));
   }
 
   openCount(): number {

@@ -55,7 +55,12 @@ async function main(): Promise<void> {
   });
   const app = buildApp({
     network,
-    ipam: new IpamDriver(state, cluster, logger),
+    ipam: new IpamDriver({
+      state,
+      hostPrefixes: () => datapath.hostPrefixes(),
+      ...(cluster === undefined ? {} : { cluster }),
+      logger,
+    }),
     status: () => statusView(state.document),
     logger,
   });

@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { ClusterService } from "../cluster/cluster.ts";
 import { badRequest, internal, SwitchyardError } from "../errors.ts";
 import { Ipam } from "../ipam/ipam.ts";
+import type { IpPrefix } from "../ipam/prefix.ts";
 import { OptionKeys } from "../protocol/wire.ts";
 import { bareAddress, type ClusterNetworkRecord } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
@@ -18,10 +19,19 @@ export class IpamDriver {
   /** Block claims in flight per VXLAN id: one at a time, so a burst claims one block, not many. */
   readonly #claiming = new Map<number, Promise<void>>();
 
-  constructor(state: StateManager, cluster?: ClusterService, logger?: Logger) {
-    this.#state = state;
-    this.#cluster = cluster;
-    this.#logger = logger;
+  /** The prefixes routed or addressed on this host, which automatic pools must not overlap. */
+  readonly #hostPrefixes: () => Promise<IpPrefix[]>;
+
+  constructor(deps: {
+    state: StateManager;
+    hostPrefixes: () => Promise<IpPrefix[]>;
+    cluster?: ClusterService;
+    logger?: Logger;
+  }) {
+    this.#state = deps.state;
+    this.#hostPrefixes = deps.hostPrefixes;
+    this.#cluster = deps.cluster;
+    this.#logger = deps.logger;
   }
 
   /** The multi-host network a pool belongs to, if any. */
@@ -35,7 +45,12 @@ export class IpamDriver {
     return { local: Ipam.localAddressSpace, global: Ipam.globalAddressSpace };
   }
 
-  requestPool(input: {
+  /**
+   * RequestPool. An automatic subnet skips every prefix routed or addressed on the host (read
+   * before the commit, outside the queue), as Docker's bridge does, instead of handing out a
+   * clashing subnet and relying on Docker to retry.
+   */
+  async requestPool(input: {
     addressSpace?: string;
     pool?: string;
     subPool?: string;
@@ -45,13 +60,16 @@ export class IpamDriver {
     if ((input.subPool ?? "") !== "" && (input.pool ?? "") === "") {
       throw badRequest("an ip-range (SubPool) needs a subnet (Pool) too");
     }
+    const pool = input.pool || undefined;
+    const avoid = pool === undefined ? await this.#hostPrefixes() : [];
     return this.#state.commit((_state, ipam) =>
       ipam.requestPool({
         addressSpace: input.addressSpace || Ipam.localAddressSpace,
-        pool: input.pool || undefined,
+        pool,
         subPool: input.subPool || undefined,
         v6: input.v6 ?? false,
         options: input.options ?? {},
+        avoid,
       }),
     );
   }

@@ -70,7 +70,7 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
       ns,
       vtep,
       network,
-      ipam: new IpamDriver(state, cluster, logger),
+      ipam: new IpamDriver({ state, hostPrefixes: async () => [], cluster, logger }),
       state,
       containers: [],
     };

@@ -9,7 +9,7 @@ import type {
 } from "../../src/datapath/datapath.ts";
 import { IpamDriver } from "../../src/driver/ipam-driver.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
-import { NoFirewall } from "../../src/firewall/firewall.ts";
+import { type Firewall, NoFirewall } from "../../src/firewall/firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import type { IpPrefix } from "../../src/ipam/prefix.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
@@ -128,17 +128,26 @@ export class FakeDatapath implements Datapath {
   }
 }
 
-/** A complete app on fakes, plus handles to look inside. */
-export async function buildTestApp(store = new MemoryStore()) {
+/** A complete app on fakes, plus handles to look inside; `host` swaps in another host side. */
+export async function buildTestApp(
+  store = new MemoryStore(),
+  host: { datapath?: Datapath; firewall?: Firewall } = {},
+) {
   const logger = pino({ level: "silent" });
   const state = await StateManager.open(store, defaultIpamSettings());
   const datapath = new FakeDatapath();
   const firewall = new NoFirewall();
   const publisher = new RecordingPublisher();
-  const network = new NetworkDriver({ state, datapath, firewall, publisher, logger });
+  const network = new NetworkDriver({
+    state,
+    datapath: host.datapath ?? datapath,
+    firewall: host.firewall ?? firewall,
+    publisher,
+    logger,
+  });
   const app = buildApp({
     network,
-    ipam: new IpamDriver(state),
+    ipam: new IpamDriver({ state, hostPrefixes: () => datapath.hostPrefixes() }),
     status: () => statusView(state.document),
     logger,
     bodyLimit: 64 * 1024,

@@ -89,3 +89,51 @@ describe("driver concurrency", () => {
     assert.deepEqual(t.state.document.endpoints, {});
   });
 });
+
+describe("host work stays out of the state queue", () => {
+  it("a network whose bridge creation hangs does not hold up another network's requests or the IPAM", {
+    timeout: 5_000,
+  }, async () => {
+    const t = await twoNetworks();
+    let release: () => void = () => undefined;
+    const hung = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const original = t.datapath.ensureBridge.bind(t.datapath);
+    t.datapath.ensureBridge = async (spec) => {
+      if (spec.name === `sy-${"c".repeat(12)}`) await hung;
+      return original(spec);
+    };
+    await t.call("/IpamDriver.RequestPool", { Pool: "10.15.3.0/24" });
+    const slow = t.call("/NetworkDriver.CreateNetwork", {
+      NetworkID: "c".repeat(64),
+      IPv4Data: [{ Pool: "10.15.3.0/24", Gateway: "10.15.3.1/24" }],
+    });
+    // While network c's host work hangs, network a, the IPAM and DeleteEndpoint still answer.
+    const created = await t.call(
+      "/NetworkDriver.CreateEndpoint",
+      endpoint(NET_A, "1", "10.15.1.2/24"),
+    );
+    assert.equal(created.status, 200);
+    const pool = await t.call("/IpamDriver.RequestPool", { Pool: "10.15.4.0/24" });
+    assert.equal(pool.status, 200);
+    const deleted = await t.call("/NetworkDriver.DeleteEndpoint", {
+      NetworkID: NET_A,
+      EndpointID: "1".repeat(64),
+    });
+    assert.equal(deleted.status, 200);
+    release();
+    assert.equal((await slow).status, 200);
+  });
+
+  it("a state change that is not synchronous is refused", { timeout: 5_000 }, async () => {
+    const t = await twoNetworks();
+    await assert.rejects(
+      t.state.commit(
+        // biome-ignore lint/suspicious/noExplicitAny: the point is to break the type on purpose
+        (async () => undefined) as any,
+      ),
+      /must be synchronous/,
+    );
+  });
+});

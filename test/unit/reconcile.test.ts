@@ -79,3 +79,110 @@ describe("reconcile leaves alone what is in use but unknown", () => {
     assert.equal(t.datapath.hostLinks.has("vsy11111111111"), true);
   });
 });
+
+describe("reconcile goes on after a failure", () => {
+  it("repairs the other networks, rebuilds the filter and retries the failed repair", {
+    timeout: 10_000,
+  }, async () => {
+    const t = await buildTestApp();
+    for (const [id, pool] of [
+      ["1".repeat(64), "10.16.1.0/24"],
+      ["2".repeat(64), "10.16.2.0/24"],
+    ] as const) {
+      await t.call("/IpamDriver.RequestPool", { Pool: pool });
+      await t.call("/NetworkDriver.CreateNetwork", {
+        NetworkID: id,
+        IPv4Data: [{ Pool: pool, Gateway: pool.replace("0/24", "1/24") }],
+      });
+    }
+    // A reboot took both bridges; re-creating the first one fails once.
+    t.datapath.hostLinks.delete("sy-111111111111");
+    t.datapath.hostLinks.delete("sy-222222222222");
+    const original = t.datapath.ensureBridge.bind(t.datapath);
+    let failures = 0;
+    t.datapath.ensureBridge = async (spec) => {
+      if (spec.name === "sy-111111111111" && failures++ === 0)
+        throw new Error("RTNETLINK answers: busy");
+      return original(spec);
+    };
+    const appliedBefore = t.firewall.applied;
+    const repairs = await t.network.reconcile();
+    assert.deepEqual(repairs, ["re-created bridge sy-222222222222"]);
+    assert.equal(t.firewall.applied, appliedBefore + 1, "the packet filter was rebuilt anyway");
+    assert.equal(t.datapath.hostLinks.has("sy-222222222222"), true);
+    // The failed one is tried again a second later, without another start-up.
+    const deadline = Date.now() + 5_000;
+    while (!t.datapath.hostLinks.has("sy-111111111111") && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    assert.equal(t.datapath.hostLinks.has("sy-111111111111"), true, "retried and repaired");
+    t.network.stop();
+  });
+});
+
+describe("endpoints whose container went while the plugin was away", () => {
+  it("are forgotten at start-up, and their published ports can be taken again", {
+    timeout: 10_000,
+  }, async () => {
+    const t = await buildTestApp();
+    await t.call("/IpamDriver.RequestPool", { Pool: "10.15.20.0/24" });
+    await t.call("/NetworkDriver.CreateNetwork", {
+      NetworkID: NET,
+      IPv4Data: [{ Pool: "10.15.20.0/24", Gateway: "10.15.20.1/24" }],
+    });
+    const portmap = {
+      "com.docker.network.portmap": [
+        { Proto: 6, Port: 80, HostIP: "", HostPort: 8080, HostPortEnd: 8080 },
+      ],
+    };
+    for (const [id, address] of [
+      [EP, "10.15.20.2/24"],
+      ["d".repeat(64), "10.15.20.3/24"],
+    ] as const) {
+      await t.call("/NetworkDriver.CreateEndpoint", {
+        NetworkID: NET,
+        EndpointID: id,
+        Interface: { Address: address },
+      });
+    }
+    const first = await t.call("/NetworkDriver.ProgramExternalConnectivity", {
+      NetworkID: NET,
+      EndpointID: EP,
+      Options: portmap,
+    });
+    assert.equal(first.status, 200);
+    // `docker rm -f` while the plugin was disabled: the kernel deleted the veth with the
+    // container's namespace, and DeleteEndpoint never reached Switchyard.
+    await t.datapath.deleteLink("vsybbbbbbbbbbb");
+    const repairs = await t.network.reconcile();
+    assert.deepEqual(repairs, [
+      "forgot endpoint bbbbbbbbbbbb: its veth vsybbbbbbbbbbb is gone (container removed while the plugin was away)",
+    ]);
+    assert.equal(t.state.document.endpoints[EP], undefined);
+    assert.equal(t.publisher.opened.has(EP), false, "its published port was closed");
+    const second = await t.call("/NetworkDriver.ProgramExternalConnectivity", {
+      NetworkID: NET,
+      EndpointID: "d".repeat(64),
+      Options: portmap,
+    });
+    assert.equal(second.status, 200, JSON.stringify(second.body));
+  });
+});
+
+describe("an empty or wrong state directory", () => {
+  it("leaves the packet filter alone while unknown bridges carry containers", {
+    timeout: 10_000,
+  }, async () => {
+    const t = await buildTestApp();
+    t.datapath.addLink("sy-aaaaaaaaaaaa", "bridge");
+    t.datapath.addLink("vsy11111111111", "veth");
+    const veth = t.datapath.hostLinks.get("vsy11111111111");
+    if (veth !== undefined) veth.master = "sy-aaaaaaaaaaaa";
+    await t.network.reconcile();
+    assert.equal(t.firewall.applied, 0, "an empty ruleset would cut those containers off");
+    // Once nothing unknown is in use, start-up rebuilds the filter as usual.
+    t.datapath.hostLinks.delete("vsy11111111111");
+    await t.network.reconcile();
+    assert.equal(t.firewall.applied, 1);
+  });
+});

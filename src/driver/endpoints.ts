@@ -4,6 +4,7 @@ import {
   bareAddress,
   type EndpointRecord,
   firstGateway,
+  type NetworkRecord,
   type StateDocument,
 } from "../state/model.ts";
 import { type DriverContext, findEndpoint, findNetwork, networkKey, PORTS_KEY } from "./context.ts";
@@ -129,6 +130,33 @@ export class Endpoints {
     if (endpoint.ports.length > 0) await this.#context.firewall.around(remove, commit);
     else await commit();
     await this.#context.publisher.close(endpoint.id);
+  }
+
+  /**
+   * Gives an endpoint's addresses back to the IPAM, for when Docker could not (it dropped the
+   * container while the plugin was away). Only a pool that is unambiguously the network's is
+   * touched: two pools of the same subnet (in different address spaces) are left alone.
+   */
+  async releaseAddresses(network: NetworkRecord, endpoint: EndpointRecord): Promise<void> {
+    await this.#context.state.commit((_state, ipam) => {
+      for (const [address, addressing] of [
+        [endpoint.address, network.ipv4],
+        [endpoint.addressV6, network.ipv6],
+      ] as const) {
+        if (address === undefined) continue;
+        const subnets = new Set(addressing.map((item) => item.pool));
+        const pools = ipam.pools().filter((pool) => subnets.has(pool.pool));
+        const [only] = pools;
+        if (only === undefined || pools.length > 1) {
+          this.#context.logger.warn(
+            { address },
+            "cannot tell which pool to give an address back to",
+          );
+          continue;
+        }
+        ipam.releaseAddress(only.poolId, address);
+      }
+    });
   }
 
   /** Join hands Docker the container end; it only reads the state. */

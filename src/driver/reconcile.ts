@@ -126,8 +126,12 @@ export class Reconciler {
         await datapath.attach(repair.veth, repair.bridge);
         return;
       case "forget-endpoint": {
-        if (document.endpoints[repair.endpointId] === undefined) return;
+        const endpoint = document.endpoints[repair.endpointId];
+        if (endpoint === undefined) return;
         await this.#endpoints.forget(findEndpoint(document, repair.networkId, repair.endpointId));
+        if (!repair.released) return;
+        await this.#endpoints.releaseAddresses(findNetwork(document, repair.networkId), endpoint);
+        await datapath.deleteLink(repair.veth);
         return;
       }
       case "delete-stray":

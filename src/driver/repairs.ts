@@ -18,10 +18,19 @@ export type Repair =
   /** A known veth is off its bridge (the bridge was re-created). */
   | { kind: "reattach"; networkId: string; veth: string; bridge: string }
   /**
-   * A known endpoint's veth is gone: its container went while the plugin was away (the
-   * kernel deletes a veth with its peer's namespace), so its record and ports go too.
+   * A known endpoint's container went while the plugin was away, so its record and ports go
+   * too. `released`: Docker moved the container end back to the host (it does when it drops
+   * a sandbox), having failed to tell us and to release the address, which is given back
+   * here. Otherwise the veth is gone altogether (a reboot, a deleted namespace), and the
+   * address is left to Docker's own clean-up.
    */
-  | { kind: "forget-endpoint"; networkId: string; endpointId: string; veth: string }
+  | {
+      kind: "forget-endpoint";
+      networkId: string;
+      endpointId: string;
+      veth: string;
+      released: boolean;
+    }
   /** A Switchyard-named interface no network or endpoint knows, with nothing on it. */
   | { kind: "delete-stray"; link: string; what: "veth" | "bridge" | "VXLAN device" }
   /** A Switchyard-named interface this state does not know but that is in use: left alone. */
@@ -43,7 +52,9 @@ export function describeRepair(repair: Repair): string {
     case "reattach":
       return `re-attached ${repair.veth} to ${repair.bridge}`;
     case "forget-endpoint":
-      return `forgot endpoint ${repair.endpointId.slice(0, 12)}: its veth ${repair.veth} is gone (container removed while the plugin was away)`;
+      return repair.released
+        ? `forgot endpoint ${repair.endpointId.slice(0, 12)}: Docker gave its container end ${repair.veth} back (container removed while the plugin was away)`
+        : `forgot endpoint ${repair.endpointId.slice(0, 12)}: its veth ${repair.veth} is gone (container removed while the plugin was away)`;
     case "delete-stray":
       return `removed stray ${repair.what} ${repair.link}`;
     case "leave-alone":
@@ -93,12 +104,14 @@ export function planRepairs(state: Readonly<StateDocument>, links: readonly Link
     const network = state.networks[endpoint.networkId];
     const veth = byName.get(endpoint.hostVeth);
     if (network === undefined) continue;
-    if (veth === undefined) {
+    const released = veth !== undefined && byName.has(endpoint.peerVeth);
+    if (veth === undefined || released) {
       repairs.push({
         kind: "forget-endpoint",
         networkId: network.id,
         endpointId: endpoint.id,
         veth: endpoint.hostVeth,
+        released,
       });
     } else if (
       veth.master !== network.bridge &&

@@ -83,6 +83,11 @@ export class FakeDatapath implements Datapath {
     });
   }
 
+  /** What Docker does after Join: the container end leaves the host for the container. */
+  moveIntoContainer(peerName: string): void {
+    this.hostLinks.delete(peerName);
+  }
+
   async attach(hostName: string, bridge: string): Promise<void> {
     const link = this.hostLinks.get(hostName);
     if (link === undefined || this.hostLinks.get(bridge)?.kind !== "bridge") {

@@ -28,6 +28,7 @@ describe("reconcile at start-up", () => {
       Interface: { Address: "10.15.20.2/24" },
     });
     await t.call("/NetworkDriver.Join", { NetworkID: NET, EndpointID: EP });
+    t.datapath.moveIntoContainer("csybbbbbbbbbbb");
 
     // What a reboot and some debris look like.
     t.datapath.hostLinks.delete("sy-aaaaaaaaaaaa");
@@ -144,6 +145,7 @@ describe("endpoints whose container went while the plugin was away", () => {
         EndpointID: id,
         Interface: { Address: address },
       });
+      t.datapath.moveIntoContainer(`csy${id.slice(0, 11)}`);
     }
     const first = await t.call("/NetworkDriver.ProgramExternalConnectivity", {
       NetworkID: NET,
@@ -166,6 +168,37 @@ describe("endpoints whose container went while the plugin was away", () => {
       Options: portmap,
     });
     assert.equal(second.status, 200, JSON.stringify(second.body));
+  });
+
+  it("also when Docker gave the container end back, and then its address goes back too", {
+    timeout: 10_000,
+  }, async () => {
+    const t = await buildTestApp();
+    const pool = await t.call("/IpamDriver.RequestPool", { Pool: "10.15.20.0/24" });
+    const poolId = String(pool.body.PoolID);
+    await t.call("/NetworkDriver.CreateNetwork", {
+      NetworkID: NET,
+      IPv4Data: [{ Pool: "10.15.20.0/24", Gateway: "10.15.20.1/24" }],
+    });
+    const { body } = await t.call("/IpamDriver.RequestAddress", { PoolID: poolId });
+    await t.call("/NetworkDriver.CreateEndpoint", {
+      NetworkID: NET,
+      EndpointID: EP,
+      Interface: { Address: String(body.Address) },
+    });
+    // Docker dropped the sandbox while the plugin was disabled: libnetwork moves the container
+    // end back to the host, and its DeleteEndpoint and ReleaseAddress both failed.
+    assert.equal(t.datapath.hostLinks.has("csybbbbbbbbbbb"), true);
+    const repairs = await t.network.reconcile();
+    assert.deepEqual(repairs, [
+      "forgot endpoint bbbbbbbbbbbb: Docker gave its container end vsybbbbbbbbbbb back (container removed while the plugin was away)",
+    ]);
+    assert.equal(
+      t.state.ipam.isAllocated(poolId, String(body.Address)),
+      false,
+      "the address is free again",
+    );
+    assert.equal(t.datapath.hostLinks.has("vsybbbbbbbbbbb"), false, "the pair is deleted");
   });
 });
 

@@ -27,20 +27,23 @@ check: deps
 	tsc --noEmit -p tsconfig.json
 	biome ci --colors=off .
 
+## Each tier gives every test and every before/after hook a time limit (--test-timeout), so a
+## hang fails the run instead of stalling CI; a file may set a shorter { timeout } of its own.
+## Not --test-force-exit: it can drop verdicts and still exit 0 (nodejs/node#64833).
 unit: deps
-	$(NODE) --test --test-reporter=spec 'test/unit/**/*.test.ts' 'test/protocol/**/*.test.ts'
+	$(NODE) --test --test-timeout=60000 --test-reporter=spec 'test/unit/**/*.test.ts' 'test/protocol/**/*.test.ts'
 
 netns: deps
 	@[[ $$(id -u) == 0 ]] || { echo "netns tests need root (network namespaces, bridges, nft)"; exit 1; }
-	$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/netns/**/*.test.ts'
+	$(NODE) --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec 'test/netns/**/*.test.ts'
 
 e2e: deps
-	$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/e2e/**/*.test.ts'
+	$(NODE) --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec 'test/e2e/**/*.test.ts'
 
 ## Multi-host tests: three Docker-in-Docker hosts and an etcd container (needs plugin/rootfs).
 multihost: deps docker
 	[[ -d plugin/rootfs ]] || $(MAKE) rootfs
-	$(NODE) --test --test-concurrency=1 --test-reporter=spec 'test/multihost/**/*.test.ts'
+	$(NODE) --test --test-concurrency=1 --test-timeout=900000 --test-reporter=spec 'test/multihost/**/*.test.ts'
 
 ## Starts dockerd if none answers (installing docker.io on a fresh Debian) and imports the test image.
 docker:

@@ -315,11 +315,29 @@ describe("releaseAddress", () => {
     assert.equal(ipam.pool(poolId)?.allocatedCount, 0);
   });
 
-  test("an address that is not allocated is a success (Docker retries)", () => {
+  test("an address that is not allocated is a success (Docker retries) and changes nothing", () => {
     const { ipam, poolId } = withPool("10.15.20.0/24");
-    ipam.releaseAddress(poolId, "10.15.20.9");
-    ipam.releaseAddress(poolId, "10.15.20.0");
-    ipam.releaseAddress(poolId, "10.15.20.255");
+    assert.equal(ipam.requestAddress(poolId, {}), "10.15.20.1/24");
+    assert.equal(ipam.requestAddress(poolId, { address: "10.15.20.8" }), "10.15.20.8/24");
+    ipam.releaseAddress(poolId, "10.15.20.8");
+    const before = ipam.snapshot();
+    // A retried release, a never-allocated neighbour, and the reserved network and broadcast.
+    for (const address of ["10.15.20.8", "10.15.20.9", "10.15.20.0", "10.15.20.255"]) {
+      ipam.releaseAddress(poolId, address);
+      assert.equal(ipam.isAllocated(poolId, address), false, address);
+    }
+    assert.deepEqual(ipam.snapshot(), before);
+    assert.equal(ipam.pool(poolId)?.allocatedCount, 1);
+    assert.equal(ipam.isAllocated(poolId, "10.15.20.1"), true);
+    // The reserved addresses stay reserved and the search still runs on from 10.15.20.1.
+    assert.throws(() => ipam.requestAddress(poolId, { address: "10.15.20.0" }), {
+      kind: "BadRequest",
+    });
+    assert.throws(() => ipam.requestAddress(poolId, { address: "10.15.20.255" }), {
+      kind: "BadRequest",
+    });
+    assert.equal(ipam.requestAddress(poolId, {}), "10.15.20.2/24");
+    assert.equal(ipam.pool(poolId)?.allocatedCount, 2);
   });
 
   const refused: [name: string, poolId: string | undefined, address: string, kind: string][] = [

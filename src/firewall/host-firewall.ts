@@ -2,7 +2,13 @@ import type { Logger } from "pino";
 import type { Runner } from "../exec/runner.ts";
 import { emptyState, type StateDocument } from "../state/model.ts";
 import type { Firewall } from "./firewall.ts";
-import { IPTABLES_CHAIN, renderIptables, renderNftables } from "./render.ts";
+import {
+  IPTABLES_CHAIN,
+  NFT_TABLE,
+  type NftCapabilities,
+  renderIptables,
+  renderNftables,
+} from "./render.ts";
 
 /** Which iptables backend the host's Docker programs. */
 export type IptablesVariant = "nft" | "legacy";
@@ -24,11 +30,32 @@ export async function detectIptablesVariant(run: Runner): Promise<IptablesVarian
   return "nft";
 }
 
+/** A rule using the bridge meta expression, only checked (`nft -c`), never applied. */
+const BRIDGE_META_PROBE = `table bridge ${NFT_TABLE}-probe {
+  chain probe {
+    meta ibrname "lo" accept
+  }
+}
+`;
+
+/**
+ * Finds out what the kernel's nftables can match. `nft -c` hands the transaction to the kernel
+ * and aborts it, so an expression the kernel lacks fails here without changing anything.
+ */
+export async function detectNftCapabilities(run: Runner): Promise<NftCapabilities> {
+  const probe = await run(["nft", "-c", "-f", "-"], {
+    input: BRIDGE_META_PROBE,
+    allowFailure: true,
+  }).catch(() => undefined);
+  return { bridgeMeta: probe?.exitCode === 0 };
+}
+
 /** The packet filter of a real host: Switchyard's nftables table plus one iptables chain. */
 export class HostFirewall implements Firewall {
   readonly #run: Runner;
   readonly #logger: Logger;
   #variant: IptablesVariant | undefined;
+  #capabilities: NftCapabilities | undefined;
   #lastNft: string | undefined;
   #lastIptables: string | undefined;
 
@@ -43,7 +70,7 @@ export class HostFirewall implements Firewall {
       await this.clear();
       return;
     }
-    const nft = renderNftables(state);
+    const nft = renderNftables(state, await this.#nftCapabilities());
     if (nft !== this.#lastNft) {
       await this.#run(["nft", "-f", "-"], { input: nft });
       this.#lastNft = nft;
@@ -67,6 +94,18 @@ export class HostFirewall implements Firewall {
     await this.#run([iptables, "-w", "-F", IPTABLES_CHAIN], { allowFailure: true });
     await this.#run([iptables, "-w", "-X", IPTABLES_CHAIN], { allowFailure: true });
     this.#lastIptables = undefined;
+  }
+
+  async #nftCapabilities(): Promise<NftCapabilities> {
+    if (this.#capabilities === undefined) {
+      this.#capabilities = await detectNftCapabilities(this.#run);
+      if (!this.#capabilities.bridgeMeta) {
+        this.#logger.warn(
+          "nftables cannot match a frame's bridge (kernel without CONFIG_NFT_BRIDGE_META): ICC=false falls back to matching the network's addresses, which misses IPv6 link-local traffic",
+        );
+      }
+    }
+    return this.#capabilities;
   }
 
   async #iptables(): Promise<string> {

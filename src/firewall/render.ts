@@ -21,20 +21,63 @@ function networks(state: Readonly<StateDocument>): NetworkRecord[] {
   return Object.values(state.networks).sort((a, b) => a.bridge.localeCompare(b.bridge));
 }
 
-function forwardRules(network: NetworkRecord, endpoints: EndpointRecord[]): string[] {
+/**
+ * Packet-mark bit that Switchyard's nftables forward chain sets on traffic leaving a Switchyard
+ * bridge for a Switchyard bridge or for a non-bridge interface (the uplink); the SWITCHYARD
+ * iptables chain accepts exactly such traffic, so traffic into anybody else's bridge (docker0,
+ * br-*, custom-named bridges, docker_gwbridge, ...) is left to Docker's chains. Bit 28 keeps
+ * clear of the marks others are known to use: kube-proxy 0x4000/0x8000, netavark 0x2000,
+ * Cilium 0xf00, Tailscale 0xff0000, Docker's swarm load balancer small values from 0x100
+ * (Calico's default mask 0xffff0000 does include it). Only this bit is ever set, cleared or
+ * matched (always masked); other bits pass untouched.
+ */
+export const FORWARD_MARK = 0x10000000;
+
+const hex = (value: number): string => `0x${value.toString(16).padStart(8, "0")}`;
+
+/**
+ * First in the forward chain: set {@link FORWARD_MARK} on everything that leaves a Switchyard
+ * bridge, then clear it again when the output is a bridge that is not Switchyard's. Set-then-
+ * clear rather than `meta oifkind != "bridge"`: a physical NIC has no kind (no rtnl_link_ops),
+ * and on such a device any `meta oifkind` comparison fails to match, so the uplink of most
+ * hosts would never be marked.
+ */
+function markRules(): string[] {
+  const others = ~FORWARD_MARK >>> 0;
+  return [
+    `iifname @${BRIDGE_SET} meta mark set meta mark | ${hex(FORWARD_MARK)} comment "leaves a Switchyard bridge"`,
+    `iifname @${BRIDGE_SET} oifname != @${BRIDGE_SET} meta oifkind "bridge" meta mark set meta mark & ${hex(others)} comment "into another bridge: Docker decides"`,
+  ];
+}
+
+/**
+ * Drops come before every accept of every network: an accept ends the chain, so another
+ * network's "published port" accept must never get to see a packet an internal network or
+ * ICC=false has to drop.
+ */
+function dropRules(network: NetworkRecord): string[] {
   const bridge = quote(network.bridge);
   const rules: string[] = [];
+  // Routed traffic (and, with br_netfilter, bridged traffic); bridged traffic without
+  // br_netfilter is dropped in the bridge table (bridgeIccRules).
   if (!network.icc) rules.push(`iifname ${bridge} oifname ${bridge} drop comment "icc off"`);
   if (network.internal) {
     rules.push(`iifname ${bridge} oifname != ${bridge} drop comment "internal"`);
     rules.push(`oifname ${bridge} iifname != ${bridge} drop comment "internal"`);
-    return rules;
   }
+  return rules;
+}
+
+function admissionRules(network: NetworkRecord, endpoints: EndpointRecord[]): string[] {
+  if (network.internal) return [];
+  const bridge = quote(network.bridge);
   // Into the network from elsewhere: replies and published ports only, as Docker's bridge
   // does. Like Docker it also lets a published container port be reached at the container's
   // own address, but not from other container networks (Docker's isolation chains drop that).
-  rules.push(`oifname ${bridge} iifname != ${bridge} ct state established,related accept`);
-  rules.push(`oifname ${bridge} iifname != ${bridge} ct status dnat accept`);
+  const rules = [
+    `oifname ${bridge} iifname != ${bridge} ct state established,related accept`,
+    `oifname ${bridge} iifname != ${bridge} ct status dnat accept`,
+  ];
   const notFromContainers = `iifname != @${BRIDGE_SET} iifname != "docker0" iifname != "br-*"`;
   for (const endpoint of endpoints) {
     if (endpoint.networkId !== network.id || endpoint.address === undefined) continue;
@@ -59,7 +102,9 @@ function masqueradeRules(network: NetworkRecord): string[] {
  * DNAT for published ports, as Docker does it: traffic arriving from elsewhere (prerouting)
  * and the host's own traffic to its non-loopback addresses (output). Traffic from the
  * network's own bridge and to 127.0.0.1 is left to the plugin's relay, which reaches the
- * container from the gateway, as Docker's userland proxy does.
+ * container from the gateway, as Docker's userland proxy does. The relay speaks TCP and UDP
+ * only, so for SCTP the kernel's DNAT is all there is: an SCTP binding on a loopback address,
+ * and SCTP from the network's own containers or to 127.0.0.1, stays unserved.
  */
 function publishRules(
   network: NetworkRecord,
@@ -70,7 +115,7 @@ function publishRules(
   const from =
     hook === "prerouting" ? `iifname != ${quote(network.bridge)}` : "ip daddr != 127.0.0.0/8";
   return endpoint.ports
-    .filter((binding) => binding.hostPort !== 0 && binding.proto !== "sctp")
+    .filter((binding) => binding.hostPort !== 0)
     .flatMap((binding) => {
       const hostIp = binding.hostIp;
       // Loopback and IPv6 bindings are served by the plugin's local relay only.
@@ -87,11 +132,46 @@ function publishRules(
     });
 }
 
+/** What the host's nftables can match, as far as the rendering depends on it. */
+export interface NftCapabilities {
+  /** `meta ibrname`/`meta obrname` in the bridge family (kernel CONFIG_NFT_BRIDGE_META). */
+  bridgeMeta: boolean;
+}
+
 /**
- * The whole nftables script for the state: deletes and re-creates Switchyard's table in one
- * transaction, so the kernel never holds a half-applied ruleset. Empty state → table removed.
+ * ICC=false for bridged traffic, in the bridge family's forward hook, which sees every frame
+ * one port of a bridge sends to another whether or not br_netfilter is loaded. IPv4 and IPv6
+ * only: ARP stays, as with Docker. Without the kernel's bridge meta expression the bridge
+ * cannot be named, so the network is told by its addresses instead: frames between two ports
+ * from or to its pools. That misses what carries no such address (IPv6 link-local, or a
+ * forged source sent to a non-pool destination), which only the bridge name catches.
  */
-export function renderNftables(state: Readonly<StateDocument>): string {
+function bridgeIccRules(network: NetworkRecord, capabilities: NftCapabilities): string[] {
+  if (network.icc) return [];
+  if (capabilities.bridgeMeta) {
+    const bridge = quote(network.bridge);
+    return [
+      `meta ibrname ${bridge} meta obrname ${bridge} meta protocol { ip, ip6 } drop comment "icc off"`,
+    ];
+  }
+  const pools = [
+    ...network.ipv4.map((item) => ["ip", item.pool] as const),
+    ...network.ipv6.map((item) => ["ip6", item.pool] as const),
+  ];
+  return pools.flatMap(([family, pool]) => [
+    `${family} saddr ${pool} drop comment "icc off"`,
+    `${family} daddr ${pool} drop comment "icc off"`,
+  ]);
+}
+
+/**
+ * The whole nftables script for the state: deletes and re-creates Switchyard's tables in one
+ * transaction, so the kernel never holds a half-applied ruleset. Empty state → tables removed.
+ */
+export function renderNftables(
+  state: Readonly<StateDocument>,
+  capabilities: NftCapabilities = { bridgeMeta: true },
+): string {
   const all = networks(state);
   const lines = [
     `table inet ${NFT_TABLE} {}`,
@@ -115,7 +195,9 @@ export function renderNftables(state: Readonly<StateDocument>): string {
     "  }",
     "  chain forward {",
     "    type filter hook forward priority -10; policy accept;",
-    ...indent(all.flatMap((network) => forwardRules(network, endpoints))),
+    ...indent(markRules()),
+    ...indent(all.flatMap(dropRules)),
+    ...indent(all.flatMap((network) => admissionRules(network, endpoints))),
     "  }",
     "  chain prerouting {",
     "    type nat hook prerouting priority -100; policy accept;",
@@ -131,20 +213,30 @@ export function renderNftables(state: Readonly<StateDocument>): string {
     "  }",
     "}",
   );
-  const multiHost = all.filter((network) => network.vxlanId !== undefined);
-  if (multiHost.length > 0) {
-    lines.push(
-      `table bridge ${NFT_TABLE} {`,
-      "  chain forward {",
-      "    type filter hook forward priority -10; policy accept;",
-      ...indent(multiHost.flatMap(gatewayForwardRules)),
-      "  }",
-      "  chain output {",
-      "    type filter hook output priority -10; policy accept;",
-      ...indent(multiHost.flatMap(gatewayOutputRules)),
-      "  }",
-      "}",
-    );
+  const bridgeForward = all.flatMap((network) => [
+    ...bridgeIccRules(network, capabilities),
+    ...gatewayForwardRules(network),
+  ]);
+  const bridgeOutput = all.flatMap(gatewayOutputRules);
+  if (bridgeForward.length > 0 || bridgeOutput.length > 0) {
+    lines.push(`table bridge ${NFT_TABLE} {`);
+    if (bridgeForward.length > 0) {
+      lines.push(
+        "  chain forward {",
+        "    type filter hook forward priority -10; policy accept;",
+        ...indent(bridgeForward),
+        "  }",
+      );
+    }
+    if (bridgeOutput.length > 0) {
+      lines.push(
+        "  chain output {",
+        "    type filter hook output priority -10; policy accept;",
+        ...indent(bridgeOutput),
+        "  }",
+      );
+    }
+    lines.push("}");
   }
   return `${lines.join("\n")}\n`;
 }
@@ -189,15 +281,18 @@ function gatewayOutputRules(network: NetworkRecord): string[] {
  * policy is DROP and an nftables accept cannot override another table's drop, so traffic of
  * Switchyard's bridges is accepted here, in front of Docker's chains; the filtering itself
  * (isolation, ICC, internal) happens in Switchyard's nftables table, where a drop is final.
+ * Traffic leaving a Switchyard bridge is accepted only when the nftables forward chain marked
+ * it (to a Switchyard bridge or a non-bridge interface): into any other bridge it returns to
+ * Docker's chains, which decide as between two of Docker's own networks, whatever that
+ * bridge's name.
  */
 export function renderIptables(state: Readonly<StateDocument>): string {
   const all = networks(state);
   const lines = ["*filter", `:${IPTABLES_CHAIN} - [0:0]`, `-F ${IPTABLES_CHAIN}`];
   for (const network of all) lines.push(`-A ${IPTABLES_CHAIN} -o ${network.bridge} -j ACCEPT`);
-  // Traffic into Docker's own bridges stays Docker's decision (it only lets replies and
-  // published ports in), as between two built-in bridge networks.
-  lines.push(`-A ${IPTABLES_CHAIN} -o docker0 -j RETURN`, `-A ${IPTABLES_CHAIN} -o br-+ -j RETURN`);
-  for (const network of all) lines.push(`-A ${IPTABLES_CHAIN} -i ${network.bridge} -j ACCEPT`);
+  const mark = `${hex(FORWARD_MARK)}/${hex(FORWARD_MARK)}`;
+  for (const network of all)
+    lines.push(`-A ${IPTABLES_CHAIN} -i ${network.bridge} -m mark --mark ${mark} -j ACCEPT`);
   lines.push("COMMIT");
   return `${lines.join("\n")}\n`;
 }

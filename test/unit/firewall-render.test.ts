@@ -51,7 +51,17 @@ describe("renderNftables", () => {
       peerVeth: "csye1",
       mac: "02:42:0a:01:00:02",
       address: "10.1.0.2/24",
-      ports: [{ proto: "tcp", containerPort: 80, hostIp: "", hostPort: 8081, hostPortEnd: 8081 }],
+      ports: [
+        { proto: "tcp", containerPort: 80, hostIp: "", hostPort: 8081, hostPortEnd: 8081 },
+        { proto: "sctp", containerPort: 90, hostIp: "", hostPort: 8082, hostPortEnd: 8082 },
+        {
+          proto: "sctp",
+          containerPort: 91,
+          hostIp: "127.0.0.1",
+          hostPort: 8083,
+          hostPortEnd: 8083,
+        },
+      ],
     };
     assert.equal(
       renderNftables(document),
@@ -66,13 +76,17 @@ table inet switchyard {
   }
   chain forward {
     type filter hook forward priority -10; policy accept;
-    oifname "sy-one" iifname != "sy-one" ct state established,related accept
-    oifname "sy-one" iifname != "sy-one" ct status dnat accept
-    oifname "sy-one" iifname != @bridges iifname != "docker0" iifname != "br-*" ip daddr 10.1.0.2 tcp dport 80 accept
-    oifname "sy-one" iifname != "sy-one" drop comment "isolation"
+    iifname @bridges meta mark set meta mark | 0x10000000 comment "leaves a Switchyard bridge"
+    iifname @bridges oifname != @bridges meta oifkind "bridge" meta mark set meta mark & 0xefffffff comment "into another bridge: Docker decides"
     iifname "sy-three" oifname != "sy-three" drop comment "internal"
     oifname "sy-three" iifname != "sy-three" drop comment "internal"
     iifname "sy-two" oifname "sy-two" drop comment "icc off"
+    oifname "sy-one" iifname != "sy-one" ct state established,related accept
+    oifname "sy-one" iifname != "sy-one" ct status dnat accept
+    oifname "sy-one" iifname != @bridges iifname != "docker0" iifname != "br-*" ip daddr 10.1.0.2 tcp dport 80 accept
+    oifname "sy-one" iifname != @bridges iifname != "docker0" iifname != "br-*" ip daddr 10.1.0.2 sctp dport 90 accept
+    oifname "sy-one" iifname != @bridges iifname != "docker0" iifname != "br-*" ip daddr 10.1.0.2 sctp dport 91 accept
+    oifname "sy-one" iifname != "sy-one" drop comment "isolation"
     oifname "sy-two" iifname != "sy-two" ct state established,related accept
     oifname "sy-two" iifname != "sy-two" ct status dnat accept
     oifname "sy-two" iifname != "sy-two" drop comment "isolation"
@@ -80,23 +94,66 @@ table inet switchyard {
   chain prerouting {
     type nat hook prerouting priority -100; policy accept;
     iifname != "sy-one" fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
+    iifname != "sy-one" fib daddr type local sctp dport 8082 dnat ip to 10.1.0.2:90
   }
   chain output {
     type nat hook output priority -100; policy accept;
     ip daddr != 127.0.0.0/8 fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
+    ip daddr != 127.0.0.0/8 fib daddr type local sctp dport 8082 dnat ip to 10.1.0.2:90
   }
   chain postrouting {
     type nat hook postrouting priority 100; policy accept;
     ip saddr 10.1.0.0/24 oifname != "sy-one" masquerade
   }
 }
+table bridge switchyard {
+  chain forward {
+    type filter hook forward priority -10; policy accept;
+    meta ibrname "sy-two" meta obrname "sy-two" meta protocol { ip, ip6 } drop comment "icc off"
+  }
+}
 `,
+    );
+  });
+
+  it("drops ICC=false traffic by the network's addresses when the kernel cannot name the bridge (golden)", {
+    timeout: 60_000,
+  }, () => {
+    const document = state(
+      network("n1", "sy-one", "10.1.0.0/24", {
+        icc: false,
+        internal: true,
+        ipv6: [{ pool: "fd00:1::/64", gateway: "fd00:1::1/64" }],
+      }),
+    );
+    const rendered = renderNftables(document, { bridgeMeta: false });
+    assert.equal(
+      rendered.slice(rendered.lastIndexOf("table bridge switchyard {\n")),
+      `table bridge switchyard {
+  chain forward {
+    type filter hook forward priority -10; policy accept;
+    ip saddr 10.1.0.0/24 drop comment "icc off"
+    ip daddr 10.1.0.0/24 drop comment "icc off"
+    ip6 saddr fd00:1::/64 drop comment "icc off"
+    ip6 daddr fd00:1::/64 drop comment "icc off"
+  }
+}
+`,
+    );
+  });
+
+  it("renders no bridge table when every network has ICC on and none is multi-host", {
+    timeout: 60_000,
+  }, () => {
+    assert.doesNotMatch(
+      renderNftables(state(network("n1", "sy-one", "10.1.0.0/24"))),
+      /table bridge switchyard \{\n/,
     );
   });
 });
 
 describe("renderIptables", () => {
-  it("accepts traffic of Switchyard's bridges and leaves Docker's bridges to Docker (golden)", () => {
+  it("accepts traffic into Switchyard's bridges and, out of them, only what nftables marked (golden)", () => {
     assert.equal(
       renderIptables(
         state(network("n1", "sy-one", "10.1.0.0/24"), network("n2", "br1", "10.2.0.0/24")),
@@ -106,10 +163,8 @@ describe("renderIptables", () => {
 -F SWITCHYARD
 -A SWITCHYARD -o br1 -j ACCEPT
 -A SWITCHYARD -o sy-one -j ACCEPT
--A SWITCHYARD -o docker0 -j RETURN
--A SWITCHYARD -o br-+ -j RETURN
--A SWITCHYARD -i br1 -j ACCEPT
--A SWITCHYARD -i sy-one -j ACCEPT
+-A SWITCHYARD -i br1 -m mark --mark 0x10000000/0x10000000 -j ACCEPT
+-A SWITCHYARD -i sy-one -m mark --mark 0x10000000/0x10000000 -j ACCEPT
 COMMIT
 `,
     );

@@ -50,12 +50,39 @@ export async function detectNftCapabilities(run: Runner): Promise<NftCapabilitie
   return { bridgeMeta: probe?.exitCode === 0 };
 }
 
+/** How long the host's uplinks, once read, are trusted before being read again. */
+const UPLINKS_TTL_MS = 10_000;
+
+/**
+ * The interfaces of the host's default routes (IPv4 and IPv6). Only names Linux could have
+ * are kept, since they go into the nft script.
+ */
+export async function detectUplinks(run: Runner): Promise<string[]> {
+  const devices = new Set<string>();
+  for (const family of ["-4", "-6"]) {
+    const result = await run(["ip", "-j", family, "route", "show", "default"], {
+      allowFailure: true,
+    }).catch(() => undefined);
+    if (result?.exitCode !== 0) continue;
+    try {
+      for (const route of JSON.parse(result.stdout || "[]") as { dev?: unknown }[]) {
+        if (typeof route.dev === "string" && /^[A-Za-z0-9_.-]{1,15}$/.test(route.dev))
+          devices.add(route.dev);
+      }
+    } catch {
+      // no JSON: no uplink known
+    }
+  }
+  return [...devices].sort();
+}
+
 /** The packet filter of a real host: Switchyard's nftables table plus one iptables chain. */
 export class HostFirewall implements Firewall {
   readonly #run: Runner;
   readonly #logger: Logger;
   #variant: IptablesVariant | undefined;
   #capabilities: NftCapabilities | undefined;
+  #uplinks: { names: string[]; readAt: number } | undefined;
   #lastNft: string | undefined;
   #lastIptables: string | undefined;
 
@@ -70,7 +97,10 @@ export class HostFirewall implements Firewall {
       await this.clear();
       return;
     }
-    const nft = renderNftables(state, await this.#nftCapabilities());
+    const nft = renderNftables(state, {
+      ...(await this.#nftCapabilities()),
+      uplinks: await this.#currentUplinks(),
+    });
     if (nft !== this.#lastNft) {
       await this.#run(["nft", "-f", "-"], { input: nft });
       this.#lastNft = nft;
@@ -94,6 +124,13 @@ export class HostFirewall implements Firewall {
     await this.#run([iptables, "-w", "-F", IPTABLES_CHAIN], { allowFailure: true });
     await this.#run([iptables, "-w", "-X", IPTABLES_CHAIN], { allowFailure: true });
     this.#lastIptables = undefined;
+  }
+
+  async #currentUplinks(): Promise<string[]> {
+    if (this.#uplinks === undefined || Date.now() - this.#uplinks.readAt > UPLINKS_TTL_MS) {
+      this.#uplinks = { names: await detectUplinks(this.#run), readAt: Date.now() };
+    }
+    return this.#uplinks.names;
   }
 
   async #nftCapabilities(): Promise<NftCapabilities> {

@@ -46,9 +46,12 @@ function markRules(): string[] {
   const others = ~FORWARD_MARK >>> 0;
   return [
     `iifname @${BRIDGE_SET} meta mark set meta mark | ${hex(FORWARD_MARK)} comment "leaves a Switchyard bridge"`,
-    `iifname @${BRIDGE_SET} oifname != @${BRIDGE_SET} meta oifkind "bridge" meta mark set meta mark & ${hex(others)} comment "into another bridge: Docker decides"`,
+    `iifname @${BRIDGE_SET} oifname != @${BRIDGE_SET} oifname != @${UPLINK_SET} meta oifkind "bridge" meta mark set meta mark & ${hex(others)} comment "into another bridge: Docker decides"`,
   ];
 }
+
+/** The nftables set of the host's uplinks (the interfaces of its default routes). */
+const UPLINK_SET = "uplinks";
 
 /**
  * Drops come before every accept of every network: an accept ends the chain, so another
@@ -136,6 +139,12 @@ function publishRules(
 export interface NftCapabilities {
   /** `meta ibrname`/`meta obrname` in the bridge family (kernel CONFIG_NFT_BRIDGE_META). */
   bridgeMeta: boolean;
+  /**
+   * Interfaces holding the host's default routes. Often a bridge itself (br0, vmbr0 on VM
+   * hosts): traffic out through one is outbound traffic, not traffic into another container
+   * network, so it keeps the mark that lets it past Docker's FORWARD DROP.
+   */
+  uplinks?: readonly string[];
 }
 
 /**
@@ -192,6 +201,12 @@ export function renderNftables(
     `  set ${BRIDGE_SET} {`,
     "    type ifname;",
     `    elements = { ${all.map((network) => quote(network.bridge)).join(", ")} }`,
+    "  }",
+    `  set ${UPLINK_SET} {`,
+    "    type ifname;",
+    ...((capabilities.uplinks ?? []).length === 0
+      ? []
+      : [`    elements = { ${(capabilities.uplinks ?? []).map(quote).join(", ")} }`]),
     "  }",
     "  chain forward {",
     "    type filter hook forward priority -10; policy accept;",

@@ -101,6 +101,37 @@ describe("traffic leaving a Switchyard bridge", { timeout: 60_000 }, () => {
 });
 
 /**
+ * Regression: with the uplink itself a bridge (br0, as on VM hosts), traffic out of a
+ * Switchyard bridge was taken for traffic into another container network and left to
+ * Docker's FORWARD DROP, cutting every container off from the outside.
+ */
+describe("a host whose uplink is a bridge", { timeout: 60_000 }, () => {
+  let host: FakeHost;
+  let app = "";
+
+  before(async () => {
+    host = new FakeHost({ bridgeNetfilter: true });
+    host.uplink({ bridged: true });
+    host.bridge("sy-app", "10.224.1.1/24");
+    host.addNetwork("app", "sy-app", "10.224.1.0/24");
+    app = host.container("sy-app", "vsy-app1", "10.224.1.2/24", "10.224.1.1");
+    host.addEndpoint("app1", "app", "vsy-app1", "10.224.1.2/24");
+    host.dockerBridge("custom0", "172.30.1.1/24");
+    host.container("custom0", "veth-custom", "172.30.1.2/24", "172.30.1.1");
+    await host.apply();
+  });
+
+  after(() => host?.destroy());
+
+  it("still lets containers out through the uplink bridge, and not into Docker's bridges", {
+    timeout: 60_000,
+  }, () => {
+    assert.equal(pings(app, "10.250.0.2"), true, "Switchyard container → outside via br0");
+    assert.equal(pings(app, "172.30.1.2"), false, "Switchyard container → custom0 container");
+  });
+});
+
+/**
  * A container of an internal network must not reach a published port of another network,
  * neither through the host's address (DNAT) nor at the container's own address. The drop
  * must hold whatever order the networks' rules come in, so one internal network's bridge

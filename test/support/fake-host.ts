@@ -153,7 +153,7 @@ export class FakeHost {
    * An outside host behind a veth uplink (a non-bridge interface): host 10.250.0.1, outside
    * 10.250.0.2, with no route back to container subnets (so only masqueraded traffic returns).
    */
-  uplink(): string {
+  uplink(options: { bridged?: boolean } = {}): string {
     const name = `${this.name}-out`;
     ip("netns", "add", name);
     this.#others.push(name);
@@ -171,8 +171,16 @@ export class FakeHost {
       "netns",
       name,
     );
-    ip("-n", this.name, "addr", "add", "10.250.0.1/24", "dev", "uplink");
+    // A VM host's uplink is often a bridge (br0, vmbr0) holding the address and default route.
+    const device = options.bridged === true ? "br0" : "uplink";
+    if (options.bridged === true) {
+      ip("-n", this.name, "link", "add", "br0", "type", "bridge");
+      ip("-n", this.name, "link", "set", "uplink", "master", "br0");
+      ip("-n", this.name, "link", "set", "br0", "up");
+    }
+    ip("-n", this.name, "addr", "add", "10.250.0.1/24", "dev", device);
     ip("-n", this.name, "link", "set", "uplink", "up");
+    ip("-n", this.name, "route", "add", "default", "via", "10.250.0.2", "dev", device);
     ip("-n", name, "addr", "add", "10.250.0.2/24", "dev", "eth0");
     ip("-n", name, "link", "set", "eth0", "up");
     ip("-n", name, "link", "set", "lo", "up");

@@ -64,7 +64,7 @@ describe("renderNftables", () => {
       ],
     };
     assert.equal(
-      renderNftables(document),
+      renderNftables(document, { bridgeMeta: true, uplinks: ["br0"] }),
       `table inet switchyard {}
 delete table inet switchyard
 table bridge switchyard {}
@@ -74,10 +74,14 @@ table inet switchyard {
     type ifname;
     elements = { "sy-one", "sy-three", "sy-two" }
   }
+  set uplinks {
+    type ifname;
+    elements = { "br0" }
+  }
   chain forward {
     type filter hook forward priority -10; policy accept;
     iifname @bridges meta mark set meta mark | 0x10000000 comment "leaves a Switchyard bridge"
-    iifname @bridges oifname != @bridges meta oifkind "bridge" meta mark set meta mark & 0xefffffff comment "into another bridge: Docker decides"
+    iifname @bridges oifname != @bridges oifname != @uplinks meta oifkind "bridge" meta mark set meta mark & 0xefffffff comment "into another bridge: Docker decides"
     iifname "sy-three" oifname != "sy-three" drop comment "internal"
     oifname "sy-three" iifname != "sy-three" drop comment "internal"
     iifname "sy-two" oifname "sy-two" drop comment "icc off"

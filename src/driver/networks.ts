@@ -8,7 +8,7 @@ import {
 } from "../state/model.ts";
 import { type DriverContext, endpointsOf, findNetwork, networkKey, PORTS_KEY } from "./context.ts";
 import type { NetworkOptions } from "./options.ts";
-import type { Overlay, OverlayJoin } from "./overlay.ts";
+import { type Overlay, type OverlayJoin, vxlanKey } from "./overlay.ts";
 import { UndoList } from "./undo.ts";
 
 /** A network as CreateNetwork describes it, decoded into typed, validated values. */
@@ -59,7 +59,7 @@ export class Networks {
         what: "create the VXLAN device",
         applies: (network) => network.vxlanId !== undefined,
         run: async (network) => {
-          const peers = this.#overlay.recordedPeers(this.#context.state.document, network.vxlanId);
+          const peers = this.#overlay.peersOf(this.#context.state.document, network.vxlanId);
           await this.#overlay.ensureDevice(network, peers);
           return () => this.#context.datapath.deleteLink(vxlanDeviceName(network.vxlanId ?? 0));
         },
@@ -71,7 +71,9 @@ export class Networks {
   create(input: CreateNetworkInput): Promise<void> {
     const options = input.options;
     const bridge = options.existingBridge ?? options.bridgeName ?? bridgeNameFor(input.networkId);
-    return this.#context.locks.run([networkKey(input.networkId)], async () => {
+    const keys = [networkKey(input.networkId)];
+    if (options.vxlanId !== undefined) keys.push(vxlanKey(options.vxlanId));
+    return this.#context.locks.run(keys, async () => {
       if (this.#context.state.document.networks[input.networkId] !== undefined) return; // a retry
       this.#claimBridge(bridge);
       const undo = new UndoList(this.#context.logger);
@@ -168,7 +170,7 @@ export class Networks {
     const network = findNetwork(this.#context.state.document, networkId);
     if (network.bridgeOwned) {
       await this.ensureOwnedBridge(network);
-      const peers = this.#overlay.recordedPeers(this.#context.state.document, network.vxlanId);
+      const peers = this.#overlay.peersOf(this.#context.state.document, network.vxlanId);
       await this.#overlay.ensureDevice(network, peers);
       return;
     }

@@ -8,6 +8,12 @@ import type {
 } from "../state/model.ts";
 import type { DriverContext } from "./context.ts";
 
+/**
+ * Lock key of a VXLAN id: creating its network and applying the etcd watch's peer updates
+ * take turns, so an update that arrives mid-creation is not lost.
+ */
+export const vxlanKey = (vni: number): string => `vxlan:${vni}`;
+
 /** Bytes a VXLAN header adds (outer Ethernet, IP, UDP and VXLAN). */
 const VXLAN_OVERHEAD = 50;
 
@@ -116,9 +122,13 @@ export class Overlay {
     await this.#context.datapath.setFloodPeers(name, peers);
   }
 
-  /** The peers last recorded for a network (used while etcd is away). */
-  recordedPeers(state: Readonly<StateDocument>, vni: number | undefined): string[] {
-    return vni === undefined ? [] : (state.cluster?.networks[String(vni)]?.peers ?? []);
+  /**
+   * The peers of a network: the latest the etcd watch reported, else those last recorded
+   * (used while etcd is away, e.g. at start-up).
+   */
+  peersOf(state: Readonly<StateDocument>, vni: number | undefined): string[] {
+    if (vni === undefined) return [];
+    return this.#peers.get(vni) ?? state.cluster?.networks[String(vni)]?.peers ?? [];
   }
 
   /** Adds this host's share of a joined network to a state document (pure). */
@@ -136,7 +146,7 @@ export class Overlay {
 
   /** The other hosts of a multi-host network changed (from the etcd watch). */
   updatePeers(vni: number, peers: string[]): Promise<void> {
-    return this.#context.locks.run([`vxlan:${vni}`], async () => {
+    return this.#context.locks.run([vxlanKey(vni)], async () => {
       this.#peers.set(vni, peers);
       const record = this.#context.state.document.cluster?.networks[String(vni)];
       if (record === undefined) return;

@@ -116,10 +116,7 @@ export class Reconciler {
         return;
       case "ensure-vxlan": {
         const network = findNetwork(document, repair.networkId);
-        await this.#overlay.ensureDevice(
-          network,
-          this.#overlay.recordedPeers(document, network.vxlanId),
-        );
+        await this.#overlay.ensureDevice(network, this.#overlay.peersOf(document, network.vxlanId));
         return;
       }
       case "reattach":

@@ -88,9 +88,10 @@ demo: docker
 	if [[ "$$($(DOCKER) plugin inspect -f '{{.Enabled}}' $(PLUGIN) 2>/dev/null)" != true ]]; then $(MAKE) enable; fi
 	scripts/demo.sh $(PLUGIN)
 
-## Shows networks, bridges, endpoints and published ports (what docker ps cannot show).
+## Networks and endpoints as tables, with container names and published ports (what docker ps
+## cannot show); `make status ARGS=--json` for JSON. The script needs no repository: copy it.
 status:
-	scripts/status.sh $(PLUGIN)
+	scripts/switchyard-status $(ARGS) $(PLUGIN)
 
 ## Removes the plugin (networks using it must be removed first).
 remove:

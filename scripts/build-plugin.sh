@@ -22,7 +22,14 @@ rm -rf "$out"
 mkdir -p "$rootfs"/{app,usr/local/bin,usr/sbin,usr/bin,etc,tmp,run/docker/plugins,var/lib/switchyard,proc,sys,dev}
 chmod 1777 "$rootfs/tmp"
 
-cp config.json "$out/config.json"
+# The version goes into the description, which `docker plugin ls` and `docker plugin inspect` show.
+"$node_bin" -e '
+const fs = require("node:fs");
+const config = JSON.parse(fs.readFileSync("config.json", "utf8"));
+const { version } = JSON.parse(fs.readFileSync("package.json", "utf8"));
+config.description = `Switchyard ${version}: ${config.description.replace(/^Switchyard: /, "")}`;
+fs.writeFileSync(process.argv[1], `${JSON.stringify(config, null, 2)}\n`);
+' "$out/config.json"
 cp "$node_bin" "$rootfs/usr/local/bin/node"
 cp -r dist "$rootfs/app/dist"
 cp package.json package-lock.json "$rootfs/app/"

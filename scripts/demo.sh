@@ -79,7 +79,7 @@ show sh -c "printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 2 127.0.0.1 18080 | 
 check "http://127.0.0.1:18080 answers" sh -c \
   "printf 'GET / HTTP/1.0\r\n\r\n' | busybox nc -w 2 127.0.0.1 18080 | grep -q 'hello from switchyard'"
 printf '    (docker ps cannot show a plugin'"'"'s ports; make status shows them:)\n'
-show sh -c "scripts/status.sh '$PLUGIN' | grep -o '\"port\":\"[^\"]*\"'"
+show scripts/switchyard-status "$PLUGIN"
 
 step "An internal network: its containers talk to each other and to nothing else"
 show docker network create --driver "$PLUGIN" --ipam-driver "$PLUGIN" --internal \

@@ -9,17 +9,21 @@ import type { Logger } from "pino";
 import type { IpamDriver } from "./driver/ipam-driver.ts";
 import type { NetworkDriver } from "./driver/network-driver.ts";
 import { SwitchyardError } from "./errors.ts";
+import type { Metrics } from "./metrics/metrics.ts";
 import { registerIpamRoutes } from "./routes/ipam-driver.ts";
 import { registerNetworkRoutes } from "./routes/network-driver.ts";
 import { registerPluginRoutes } from "./routes/plugin.ts";
 import { registerStatusRoutes } from "./routes/status.ts";
+import type { StateDocument } from "./state/model.ts";
 
-/** What the HTTP shell needs: the two services, the status view and a logger. */
+/** What the HTTP shell needs: the two services, what the status views read, metrics, a logger. */
 export interface AppDeps {
   network: NetworkDriver;
   ipam: IpamDriver;
-  /** The status view (`/Switchyard.Status`). */
-  status: () => unknown;
+  /** The committed state, which `/Switchyard.Status` shows. */
+  state: () => Readonly<StateDocument>;
+  /** Counts every request; rendered at `/Switchyard.Metrics`. */
+  metrics: Metrics;
   logger: Logger;
   /** Largest request body accepted; Docker's requests are a few KB. */
   bodyLimit?: number;
@@ -103,6 +107,12 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   });
 
   app.addHook("onResponse", async (request, reply) => {
+    // The route, not the URL: unknown paths and query strings must not each make a series.
+    deps.metrics.request(
+      request.routeOptions.url ?? "unknown",
+      request.failure === undefined ? "ok" : "error",
+      reply.elapsedTime / 1000,
+    );
     const line = {
       endpoint: request.url,
       ...idsOf(request),
@@ -119,6 +129,6 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerPluginRoutes(app);
   registerNetworkRoutes(app, deps.network);
   registerIpamRoutes(app, deps.ipam);
-  registerStatusRoutes(app, deps.status);
+  registerStatusRoutes(app, { state: deps.state, metrics: deps.metrics });
   return app;
 }

@@ -11,13 +11,15 @@ import { IpDatapath } from "./datapath/ip-datapath.ts";
 import { IpamDriver } from "./driver/ipam-driver.ts";
 import { NetworkDriver } from "./driver/network-driver.ts";
 import { createRunner, type Runner } from "./exec/runner.ts";
+import { detectDockerFirewall } from "./firewall/docker-backend.ts";
 import { createFirewall } from "./firewall/host-firewall.ts";
 import { formatAddress, tryParseAddress } from "./ipam/prefix.ts";
+import { Metrics } from "./metrics/metrics.ts";
+import { TimedFirewall } from "./metrics/timed-firewall.ts";
 import { ProxyPublisher } from "./proxy/port-proxy.ts";
 import { readSettings, type Settings } from "./settings.ts";
 import { StateManager } from "./state/state-manager.ts";
 import { FileStore } from "./state/store.ts";
-import { statusView } from "./status/view.ts";
 
 /** Process entry: settings, logger, state, socket; slow host work only after listening. */
 async function main(): Promise<void> {
@@ -37,10 +39,16 @@ async function main(): Promise<void> {
     await serveRefusal(settings, logger, error instanceof Error ? error.message : String(error));
     return;
   }
-  const firewall = createFirewall(runner, logger);
+  const version = await readVersion();
+  const metrics = new Metrics({
+    state: () => state.document,
+    pools: () => state.ipam.pools(),
+    version,
+  });
+  const firewall = new TimedFirewall(createFirewall(runner, logger), metrics);
   const datapath = new IpDatapath(runner);
   let network: NetworkDriver | undefined;
-  const cluster = await createCluster(settings, state, runner, logger, (vni, peers) => {
+  const cluster = await createCluster(settings, state, runner, logger, metrics, (vni, peers) => {
     network
       ?.updatePeers(vni, peers)
       .catch((error: unknown) => logger.error({ err: error, vni }, "cannot update peer hosts"));
@@ -51,6 +59,7 @@ async function main(): Promise<void> {
     firewall,
     publisher: new ProxyPublisher(logger),
     logger,
+    metrics,
     ...(cluster === undefined ? {} : { cluster }),
   });
   const app = buildApp({
@@ -61,18 +70,26 @@ async function main(): Promise<void> {
       ...(cluster === undefined ? {} : { cluster }),
       logger,
     }),
-    status: () => statusView(state.document),
+    state: () => state.document,
+    metrics,
     logger,
   });
 
   await listenOnSocket(app, settings.socketPath);
   logger.info(
     {
+      version,
       socket: settings.socketPath,
       stateDir: settings.stateDir,
       networks: Object.keys(state.document.networks).length,
     },
     "listening",
+  );
+  // Which packet filter the host's Docker uses explains most "published port unreachable"
+  // reports; found after listening, as it runs commands.
+  detectDockerFirewall(runner).then(
+    (backend) => logger.info({ version, dockerFirewall: backend }, "switchyard started"),
+    (error: unknown) => logger.warn({ err: error }, "cannot tell Docker's firewall backend"),
   );
 
   // After a restart the host may have lost bridges, addresses and rules (a reboot, a person):
@@ -100,6 +117,17 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+}
+
+/** Switchyard's version, from the package.json beside dist/ (or src/) in the plugin's /app. */
+async function readVersion(): Promise<string> {
+  try {
+    const text = await readFile(new URL("../package.json", import.meta.url), "utf8");
+    const version = (JSON.parse(text) as { version?: unknown }).version;
+    return typeof version === "string" ? version : "unknown";
+  } catch {
+    return "unknown";
+  }
 }
 
 /** Listens on the plugin socket (replacing a stale one); only dockerd (root) may use it. */
@@ -137,16 +165,21 @@ async function createCluster(
   state: StateManager,
   runner: Runner,
   logger: Logger,
+  metrics: Metrics,
   onPeers: (vni: number, peers: string[]) => void,
 ): Promise<ClusterService | undefined> {
   if (settings.etcdEndpoints.length === 0) return undefined;
   const read = async (path: string | undefined) =>
     path === undefined ? undefined : readFile(path);
-  const etcd = new EtcdClient(settings.etcdEndpoints, {
-    ca: await read(settings.etcdCaFile),
-    cert: await read(settings.etcdCertFile),
-    key: await read(settings.etcdKeyFile),
-  });
+  const etcd = new EtcdClient(
+    settings.etcdEndpoints,
+    {
+      ca: await read(settings.etcdCaFile),
+      cert: await read(settings.etcdCertFile),
+      key: await read(settings.etcdKeyFile),
+    },
+    (operation, ok, seconds) => metrics.etcd(operation, ok ? "ok" : "error", seconds),
+  );
   const vtep = await findVtep(runner, settings.vxlanLocal);
   const hostId = state.document.cluster?.hostId || `${hostname()}-${randomUUID().slice(0, 8)}`;
   logger.info({ etcd: settings.etcdEndpoints, vtep, hostId }, "multi-host networks enabled");

@@ -12,6 +12,9 @@ export interface EtcdTls {
 
 const REQUEST_TIMEOUT_MS = 3_000;
 
+/** Told of every round-trip: the operation (`kv/range`…), how it ended and how long it took. */
+export type EtcdObserver = (operation: string, ok: boolean, seconds: number) => void;
+
 const encode = (text: string): string => Buffer.from(text, "utf8").toString("base64");
 const decode = (text: string | undefined): string =>
   text === undefined ? "" : Buffer.from(text, "base64").toString("utf8");
@@ -43,12 +46,14 @@ interface RawKv {
 export class EtcdClient implements KeyValueStore {
   readonly #endpoints: URL[];
   readonly #tls: EtcdTls;
+  readonly #observe: EtcdObserver | undefined;
   #preferred = 0;
 
-  constructor(endpoints: string[], tls: EtcdTls = {}) {
+  constructor(endpoints: string[], tls: EtcdTls = {}, observe?: EtcdObserver) {
     if (endpoints.length === 0) throw internal("no etcd endpoint given");
     this.#endpoints = endpoints.map((endpoint) => new URL(endpoint));
     this.#tls = tls;
+    this.#observe = observe;
   }
 
   /** Every key with the prefix, in key order. */
@@ -188,6 +193,20 @@ export class EtcdClient implements KeyValueStore {
 
   /** POSTs to the first endpoint that answers, starting with the one that worked last. */
   async #call(path: string, payload: unknown): Promise<Record<string, unknown>> {
+    const start = process.hrtime.bigint();
+    const operation = path.replace(/^\/v3\//, "");
+    const seconds = () => Number(process.hrtime.bigint() - start) / 1e9;
+    try {
+      const answer = await this.#callAny(path, payload);
+      this.#observe?.(operation, true, seconds());
+      return answer;
+    } catch (error) {
+      this.#observe?.(operation, false, seconds());
+      throw error;
+    }
+  }
+
+  async #callAny(path: string, payload: unknown): Promise<Record<string, unknown>> {
     const body = JSON.stringify(payload);
     let lastError: unknown;
     for (let attempt = 0; attempt < this.#endpoints.length; attempt++) {

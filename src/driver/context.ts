@@ -3,6 +3,7 @@ import type { ClusterService } from "../cluster/cluster.ts";
 import type { Datapath } from "../datapath/datapath.ts";
 import { notFound } from "../errors.ts";
 import type { FirewallSync } from "../firewall/sync.ts";
+import type { Metrics } from "../metrics/metrics.ts";
 import type { PortPublisher } from "../proxy/port-proxy.ts";
 import type { EndpointRecord, NetworkRecord, StateDocument } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
@@ -19,6 +20,7 @@ export interface DriverContext {
   cluster: ClusterService | undefined;
   /** Veth deletions still running after their DeleteEndpoint was answered. */
   deletions: PendingDeletions;
+  metrics: Metrics;
 }
 
 /** Lock key of one network: its requests run one at a time, other networks' beside them. */

@@ -3,6 +3,7 @@ import type { ClusterService } from "../cluster/cluster.ts";
 import type { Datapath } from "../datapath/datapath.ts";
 import type { Firewall } from "../firewall/firewall.ts";
 import { FirewallSync } from "../firewall/sync.ts";
+import { Metrics } from "../metrics/metrics.ts";
 import type { PortPublisher } from "../proxy/port-proxy.ts";
 import type { PortBinding } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
@@ -34,6 +35,7 @@ export class NetworkDriver {
     publisher: PortPublisher;
     logger: Logger;
     cluster?: ClusterService;
+    metrics?: Metrics;
   }) {
     const context: DriverContext = {
       state: deps.state,
@@ -44,6 +46,7 @@ export class NetworkDriver {
       locks: new KeyedLocks(),
       cluster: deps.cluster,
       deletions: new PendingDeletions(deps.logger),
+      metrics: deps.metrics ?? new Metrics(),
     };
     this.#overlay = new Overlay(context);
     this.#networks = new Networks(context, this.#overlay);

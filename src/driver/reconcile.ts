@@ -46,10 +46,12 @@ export class Reconciler {
         try {
           await this.#execute(repair);
           if (isReported(repair)) {
+            this.#context.metrics.repair(repair.kind, "ok");
             reported.push(describeRepair(repair));
             logger.warn({ repair: describeRepair(repair) }, "reconciled");
           }
         } catch (error) {
+          this.#context.metrics.repair(repair.kind, "error");
           failed.push(repair);
           logger.error({ err: error, repair: describeRepair(repair) }, "repair failed; will retry");
         }
@@ -87,9 +89,12 @@ export class Reconciler {
       this.#context.locks
         .run(keys, () => this.#execute(repair))
         .then(
-          () =>
-            this.#context.logger.warn({ repair: describeRepair(repair) }, "reconciled on retry"),
+          () => {
+            this.#context.metrics.repair(repair.kind, "ok");
+            this.#context.logger.warn({ repair: describeRepair(repair) }, "reconciled on retry");
+          },
           (error: unknown) => {
+            this.#context.metrics.repair(repair.kind, "error");
             this.#context.logger.warn(
               { err: error, repair: describeRepair(repair), attempt },
               "repair failed again",

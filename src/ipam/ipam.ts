@@ -82,6 +82,11 @@ export interface PoolInfo {
   subPool?: string;
   v6: boolean;
   allocatedCount: number;
+  /**
+   * Host addresses (not the network address, nor an IPv4 broadcast) not allocated; a float,
+   * inexact beyond 2^53 (large IPv6 pools): for metrics, never for allocation.
+   */
+  freeCount: number;
 }
 
 interface PoolState {
@@ -617,6 +622,7 @@ function poolInfo(pool: PoolState): PoolInfo {
     pool: formatPrefix(pool.prefix),
     v6: pool.prefix.v6,
     allocatedCount: pool.allocations.count,
+    freeCount: Math.max(0, Number(pool.hostLast - pool.hostFirst + 1n) - pool.allocations.count),
   };
   if (pool.subPrefix !== undefined) info.subPool = formatPrefix(pool.subPrefix);
   return info;

@@ -1,12 +1,44 @@
 import type { FastifyInstance } from "fastify";
+import type { Metrics } from "../metrics/metrics.ts";
+import type { StateDocument } from "../state/model.ts";
+import { namesFromInspect } from "../status/names.ts";
+import { statusTables } from "../status/table.ts";
+import { statusView } from "../status/view.ts";
+
+/** What the read-only routes read: the committed state and the metrics. */
+export interface StatusDeps {
+  state: () => Readonly<StateDocument>;
+  metrics: Metrics;
+}
+
+/** `docker network inspect` of every network on a busy host fits easily. */
+const STATUS_BODY_LIMIT = 16 * 1024 * 1024;
+
+const statusQuery = {
+  type: "object",
+  properties: { format: { type: "string", enum: ["json", "table"] } },
+} as const;
 
 /**
- * `/Switchyard.Status`: a read-only view of what Docker cannot show for a remote driver (the
- * bridge each network uses, endpoints' host veths, published ports). Not part of Docker's
- * protocols; dockerd never calls it.
+ * Routes outside Docker's protocols (dockerd never calls them):
+ * - `/Switchyard.Status` (GET or POST): what Docker cannot show for a remote driver (bridges,
+ *   host veths, published ports), as JSON or, with `?format=table`, as tables. A POST body
+ *   holding `docker network inspect` output adds Docker's container and network names.
+ * - `GET /Switchyard.Metrics`: the metrics in the Prometheus text format.
  */
-export function registerStatusRoutes(app: FastifyInstance, status: () => unknown): void {
-  const handler = async () => status();
-  app.get("/Switchyard.Status", handler);
-  app.post("/Switchyard.Status", handler);
+export function registerStatusRoutes(app: FastifyInstance, deps: StatusDeps): void {
+  app.route<{ Querystring: { format?: "json" | "table" } }>({
+    method: ["GET", "POST"],
+    url: "/Switchyard.Status",
+    schema: { querystring: statusQuery },
+    bodyLimit: STATUS_BODY_LIMIT,
+    handler: async (request, reply) => {
+      const names = namesFromInspect(request.body);
+      if (request.query.format !== "table") return statusView(deps.state(), names);
+      return reply.type("text/plain; charset=utf-8").send(statusTables(deps.state(), names));
+    },
+  });
+  app.get("/Switchyard.Metrics", async (_request, reply) =>
+    reply.type("text/plain; version=0.0.4; charset=utf-8").send(deps.metrics.render()),
+  );
 }

@@ -40,8 +40,8 @@ describe("make demo", { skip: !isSwitchyard && "Switchyard only" }, () => {
     assert.doesNotMatch(stdout, /FAILED/);
     assert.match(
       stdout,
-      /"port":"0\.0\.0\.0:18080->80\/tcp"/,
-      "the status view shows the published port",
+      /sydemo-web +sydemo-net +.*0\.0\.0\.0:18080->80\/tcp/,
+      "the status table shows the container, its network and the published port",
     );
     assert.match(stdout, /demo: every step worked/);
     const { stdout: networks } = await run(

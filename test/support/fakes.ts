@@ -12,10 +12,10 @@ import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { type Firewall, NoFirewall } from "../../src/firewall/firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import type { IpPrefix } from "../../src/ipam/prefix.ts";
+import { Metrics } from "../../src/metrics/metrics.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
 import { MemoryStore } from "../../src/state/store.ts";
-import { statusView } from "../../src/status/view.ts";
 
 /** An in-memory host: links by name, so driver logic can be tested without root. */
 export class FakeDatapath implements Datapath {
@@ -143,17 +143,24 @@ export async function buildTestApp(
   const datapath = new FakeDatapath();
   const firewall = new NoFirewall();
   const publisher = new RecordingPublisher();
+  const metrics = new Metrics({
+    state: () => state.document,
+    pools: () => state.ipam.pools(),
+    version: "0.0.0-test",
+  });
   const network = new NetworkDriver({
     state,
     datapath: host.datapath ?? datapath,
     firewall: host.firewall ?? firewall,
     publisher,
     logger,
+    metrics,
   });
   const app = buildApp({
     network,
     ipam: new IpamDriver({ state, hostPrefixes: () => datapath.hostPrefixes() }),
-    status: () => statusView(state.document),
+    state: () => state.document,
+    metrics,
     logger,
     bodyLimit: 64 * 1024,
   });
@@ -172,5 +179,5 @@ export async function buildTestApp(
     });
     return { status: response.statusCode, body: response.json() as Record<string, unknown> };
   };
-  return { app, call, state, datapath, firewall, store, publisher, network };
+  return { app, call, state, datapath, firewall, store, publisher, network, metrics };
 }

@@ -49,6 +49,7 @@ describe("explicit pools", () => {
       subPool: "10.15.20.128/25",
       v6: false,
       allocatedCount: 0,
+      freeCount: 254,
     });
   });
 

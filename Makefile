@@ -2,13 +2,20 @@
 #   make enable   build the plugin and enable it as switchyard:latest (starts dockerd if needed)
 #   make test     type-check, lint, unit/protocol, netns, end-to-end (real dockerd) and
 #                 multi-host (Docker-in-Docker + etcd) tests
+# Another Docker release: make e2e DOCKER=28 (or 26), make multihost DOCKER=28: installs that
+# release from Debian's archive, stops the running dockerd and starts that one.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PLUGIN ?= switchyard:latest
 VERSION := $(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' package.json)
-DOCKER := DOCKER_API_VERSION=1.41 /usr/bin/docker
+## The Docker release to test against: 20 (Debian 12's docker.io), 26 or 28 (Debian's newer suites).
+DOCKER ?= 20
+## Its binaries (made by scripts/docker-release.sh) come first on PATH: `docker` is its own
+## client, which negotiates the API version with the daemon.
+export PATH := /opt/switchyard/docker-$(DOCKER)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+## Each release's plugin keeps its own state, so switching releases mixes no networks.
+STATE_DIR ?= $(if $(filter 20,$(DOCKER)),/var/lib/switchyard,/var/lib/switchyard-$(DOCKER))
 NODE := node_modules/.bin/node
-export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status push demo rootfs multihost
 
@@ -37,7 +44,7 @@ netns: deps
 	@[[ $$(id -u) == 0 ]] || { echo "netns tests need root (network namespaces, bridges, nft)"; exit 1; }
 	$(NODE) --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec 'test/netns/**/*.test.ts'
 
-e2e: deps
+e2e: deps enable
 	$(NODE) --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec 'test/e2e/**/*.test.ts'
 
 ## Multi-host tests: three Docker-in-Docker hosts and an etcd container (needs plugin/rootfs).
@@ -47,7 +54,7 @@ multihost: deps docker
 
 ## Starts dockerd if none answers (installing docker.io on a fresh Debian) and imports the test image.
 docker:
-	scripts/ensure-docker.sh
+	DOCKER=$(DOCKER) scripts/ensure-docker.sh
 
 ## Builds plugin/config.json + plugin/rootfs (what docker plugin create reads).
 rootfs: build docker
@@ -55,37 +62,38 @@ rootfs: build docker
 
 ## (Re)creates the plugin from plugin/, disabled.
 plugin: rootfs
-	if $(DOCKER) plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
-	  $(DOCKER) plugin disable -f $(PLUGIN) >/dev/null 2>&1 || true; \
-	  $(DOCKER) plugin rm -f $(PLUGIN) >/dev/null; \
+	if docker plugin inspect $(PLUGIN) >/dev/null 2>&1; then \
+	  docker plugin disable -f $(PLUGIN) >/dev/null 2>&1 || true; \
+	  docker plugin rm -f $(PLUGIN) >/dev/null; \
 	fi
 	echo "$(PLUGIN)" > plugin/rootfs/etc/switchyard-plugin-name
-	$(DOCKER) plugin create $(PLUGIN) plugin
+	docker plugin create $(PLUGIN) plugin
 
 ## The state mount's host directory must exist before the plugin starts.
 enable: plugin
-	mkdir -p /var/lib/switchyard
-	$(DOCKER) plugin enable $(PLUGIN)
+	mkdir -p $(STATE_DIR)
+	docker plugin set $(PLUGIN) state.source=$(STATE_DIR)
+	docker plugin enable $(PLUGIN)
 	@echo "switchyard enabled: docker network create --driver $(PLUGIN) --ipam-driver $(PLUGIN) ..."
 
 disable:
-	$(DOCKER) plugin disable -f $(PLUGIN)
+	docker plugin disable -f $(PLUGIN)
 
 ## Pushes the plugin to a registry as REGISTRY/switchyard:VERSION and :latest.
 push: rootfs
 	@[[ -n "$(REGISTRY)" ]] || { echo "usage: make push REGISTRY=host:port"; exit 1; }
 	for tag in $(VERSION) latest; do \
 	  name=$(REGISTRY)/switchyard:$$tag; \
-	  $(DOCKER) plugin rm -f $$name >/dev/null 2>&1 || true; \
+	  docker plugin rm -f $$name >/dev/null 2>&1 || true; \
 	  echo "$$name" > plugin/rootfs/etc/switchyard-plugin-name; \
-	  $(DOCKER) plugin create $$name plugin; \
-	  $(DOCKER) plugin push $$name; \
-	  $(DOCKER) plugin rm -f $$name >/dev/null; \
+	  docker plugin create $$name plugin; \
+	  docker plugin push $$name; \
+	  docker plugin rm -f $$name >/dev/null; \
 	done
 
 ## Walks through the seed scenario on this machine, printing each step, then cleans up.
 demo: docker
-	if [[ "$$($(DOCKER) plugin inspect -f '{{.Enabled}}' $(PLUGIN) 2>/dev/null)" != true ]]; then $(MAKE) enable; fi
+	if [[ "$$(docker plugin inspect -f '{{.Enabled}}' $(PLUGIN) 2>/dev/null)" != true ]]; then $(MAKE) enable; fi
 	scripts/demo.sh $(PLUGIN)
 
 ## Networks and endpoints as tables, with container names and published ports (what docker ps
@@ -95,8 +103,8 @@ status:
 
 ## Removes the plugin (networks using it must be removed first).
 remove:
-	-$(DOCKER) plugin disable -f $(PLUGIN)
-	$(DOCKER) plugin rm -f $(PLUGIN)
+	-docker plugin disable -f $(PLUGIN)
+	docker plugin rm -f $(PLUGIN)
 
 test: check unit docker netns enable e2e multihost
 

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# Makes sure a Docker 20.10 daemon runs here and the e2e test image exists.
-# Idempotent: safe to run on a fresh Debian 12 machine (as root) or on one where all is ready.
+# Makes sure the wanted Docker release's daemon runs here and the e2e test image exists.
+#   DOCKER=20 (default: Debian 12's docker.io), 26 (Debian trixie) or 28 (Debian forky)
+# Only one dockerd runs at a time (they share /var/run/docker.sock and the iptables chains):
+# a running daemon of another release is stopped first. 26 and 28 keep their own data root
+# (/var/lib/docker-26, -28) and log (/var/log/dockerd-26.log, -28.log).
+# Idempotent: safe on a fresh Debian 12 machine (as root) or on one where all is ready.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-
-# The docker.io client speaks API 1.41, which the 20.10 daemon understands; the newer client
-# that may come first on PATH does not work with every flag against it.
-DOCKER=/usr/bin/docker
-export DOCKER_API_VERSION=1.41
+wanted=${DOCKER:-20}
 export DEBIAN_FRONTEND=noninteractive
 
 apt_updated=false
@@ -20,55 +20,103 @@ apt_install() {
   apt-get install -y -q "$@"
 }
 
-if ! command -v dockerd >/dev/null 2>&1 || [[ ! -x $DOCKER ]]; then
-  echo "ensure-docker: installing docker.io and tools"
-  apt_install docker.io busybox-static nftables iptables iproute2
+need=()
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+[[ -x /bin/busybox ]] || need+=(busybox-static)
+command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry) # registry tests
+command -v etcd >/dev/null 2>&1 || need+=(etcd-server)                # multi-host tests
+[[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || need+=(docker.io)  # also the DinD hosts'
+command -v runc >/dev/null 2>&1 || need+=(runc)
+[[ -x /usr/bin/tini-static ]] || need+=(tini)
+if ((${#need[@]} > 0)); then
+  echo "ensure-docker: installing ${need[*]}"
+  apt_install "${need[@]}"
+fi
+
+bin=$("$here/docker-release.sh" "$wanted")
+export PATH="$bin:$PATH"
+if [[ $wanted == 20 ]]; then
+  data_root=/var/lib/docker
+  log=/var/log/dockerd.log
 else
-  echo "ensure-docker: dockerd is installed ($(dockerd --version))"
+  data_root=/var/lib/docker-$wanted
+  log=/var/log/dockerd-$wanted.log
 fi
+# The release the last daemon started here was, so its firewall leftovers can be cleared.
+marker=/var/lib/switchyard-docker-release
 
-# The registry tests (plugin push / install / upgrade) run a local registry.
-if ! command -v docker-registry >/dev/null 2>&1; then
-  echo "ensure-docker: installing docker-registry"
-  apt_install docker-registry
-fi
+running_major() {
+  local version
+  version=$(docker version --format '{{.Server.Version}}' 2>/dev/null) || return 1
+  echo "${version%%.*}"
+}
 
-# Multi-host tests run a real etcd (Debian's etcd-server, 3.4).
-if ! command -v etcd >/dev/null 2>&1; then
-  echo "ensure-docker: installing etcd-server"
-  apt_install etcd-server
-fi
+stop_daemon() {
+  local pid
+  pid=$(cat /var/run/docker.pid 2>/dev/null || true)
+  [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null || return 0
+  echo "ensure-docker: stopping dockerd $1 (pid $pid)"
+  kill "$pid"
+  for _ in $(seq 1 60); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 1
+  done
+  echo "ensure-docker: dockerd $pid did not stop within 60 s" >&2
+  exit 1
+}
 
-if [[ ! -x /bin/busybox ]]; then
-  echo "ensure-docker: installing busybox-static"
-  apt_install busybox-static
-fi
+# Docker's iptables chains of another release (28 adds DOCKER-FORWARD, DOCKER-BRIDGE, … and
+# raw PREROUTING drops) would confuse an older daemon: a daemon re-creates its own at start.
+clear_docker_firewall() {
+  local table chain
+  for table in raw nat filter; do
+    for chain in PREROUTING OUTPUT POSTROUTING FORWARD INPUT; do
+      iptables -w -t "$table" -S "$chain" 2>/dev/null | grep -E -- '-j DOCKER' | sed 's/^-A/-D/' |
+        while read -r rule; do eval "iptables -w -t $table $rule" || true; done
+    done
+    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ && $2 != "DOCKER-USER" {print $2}'); do
+      iptables -w -t "$table" -F "$chain" 2>/dev/null || true
+    done
+    for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ && $2 != "DOCKER-USER" {print $2}'); do
+      iptables -w -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+}
 
-if "$DOCKER" info >/dev/null 2>&1; then
-  echo "ensure-docker: dockerd is already running"
+current=$(running_major || true)
+if [[ $current == "$wanted" ]]; then
+  echo "ensure-docker: dockerd $wanted is already running"
 else
-  pid="$(cat /var/run/docker.pid 2>/dev/null || true)"
+  [[ -n $current ]] && stop_daemon "$current"
+  pid=$(cat /var/run/docker.pid 2>/dev/null || true)
   if [[ -n $pid ]] && kill -0 "$pid" 2>/dev/null; then
     # A second dockerd would fail on the pid file; a starting one just needs time.
-    echo "ensure-docker: dockerd is starting; waiting for it"
+    echo "ensure-docker: a dockerd is starting; waiting for it"
   else
-    echo "ensure-docker: starting dockerd (log: /var/log/dockerd.log)"
-    setsid dockerd >>/var/log/dockerd.log 2>&1 </dev/null &
+    if [[ $(cat "$marker" 2>/dev/null || echo "$wanted") != "$wanted" ]]; then
+      echo "ensure-docker: clearing Docker $(cat "$marker")'s iptables chains"
+      clear_docker_firewall
+    fi
+    echo "$wanted" >"$marker"
+    echo "ensure-docker: starting dockerd $wanted (log: $log)"
+    setsid dockerd --data-root "$data_root" >>"$log" 2>&1 </dev/null &
   fi
   ready=false
   for _ in $(seq 1 60); do
-    if "$DOCKER" info >/dev/null 2>&1; then
+    if [[ $(running_major || true) == "$wanted" ]]; then
       ready=true
       break
     fi
     sleep 1
   done
   if [[ $ready == false ]]; then
-    echo "ensure-docker: dockerd did not answer within 60 s; end of /var/log/dockerd.log:" >&2
-    tail -n 40 /var/log/dockerd.log >&2 || true
+    echo "ensure-docker: dockerd $wanted did not answer within 60 s; end of $log:" >&2
+    tail -n 40 "$log" >&2 || true
     exit 1
   fi
-  echo "ensure-docker: dockerd is ready"
+  echo "ensure-docker: dockerd $wanted is ready ($(docker version --format '{{.Server.Version}}'))"
 fi
 
 "$here/test-image.sh"

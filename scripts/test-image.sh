@@ -4,8 +4,7 @@
 set -euo pipefail
 
 IMAGE="${1:-switchyard-test/busybox:latest}"
-DOCKER=/usr/bin/docker
-export DOCKER_API_VERSION=1.41
+DOCKER=docker
 
 if "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
   echo "test-image: $IMAGE already exists"

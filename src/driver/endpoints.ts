@@ -165,16 +165,17 @@ export class Endpoints {
     const network = findNetwork(document, networkId);
     const endpoint = findEndpoint(document, networkId, endpointId);
     const result: JoinResult = { srcName: endpoint.peerVeth, disableGatewayService: false };
-    // Internal networks get their gateway too, as with Docker 20.10's bridge driver: the
-    // packet filter, not a missing route, keeps their traffic in.
+    // Internal networks get no default route, as with Docker 26 and later (20.10 gave one):
+    // nothing but the network itself is reachable from them anyway.
     const gateway = firstGateway(network.ipv4);
-    if (gateway !== undefined && endpoint.address !== undefined)
+    if (!network.internal && gateway !== undefined && endpoint.address !== undefined)
       result.gateway = bareAddress(gateway);
     const gatewayV6 = firstGateway(network.ipv6);
-    if (gatewayV6 !== undefined && endpoint.addressV6 !== undefined)
+    if (!network.internal && gatewayV6 !== undefined && endpoint.addressV6 !== undefined)
       result.gatewayV6 = bareAddress(gatewayV6);
     // Without a gateway Docker would add the container to docker_gwbridge too.
-    result.disableGatewayService = result.gateway === undefined && result.gatewayV6 === undefined;
+    result.disableGatewayService =
+      network.internal || (result.gateway === undefined && result.gatewayV6 === undefined);
     return result;
   }
 

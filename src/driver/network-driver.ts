@@ -81,9 +81,13 @@ export class NetworkDriver {
 
   /**
    * Docker moves the container end back to the host itself; DeleteEndpoint, which always
-   * follows, removes the pair. As with Docker's bridge driver there is nothing to do here.
+   * follows, removes the pair. Published ports go here already: Docker 29 may never send
+   * RevokeExternalConnectivity (after a live-restore), and a port must not outlive its
+   * container's attachment.
    */
-  async leave(_networkId: string, _endpointId: string): Promise<void> {}
+  leave(networkId: string, endpointId: string): Promise<void> {
+    return this.#publishing.revoke(networkId, endpointId);
+  }
 
   programExternalConnectivity(
     networkId: string,

@@ -71,26 +71,49 @@ function dropRules(network: NetworkRecord): string[] {
   return rules;
 }
 
-function admissionRules(network: NetworkRecord, endpoints: EndpointRecord[]): string[] {
+function admissionRules(network: NetworkRecord): string[] {
   if (network.internal) return [];
   const bridge = quote(network.bridge);
-  // Into the network from elsewhere: replies and published ports only, as Docker's bridge
-  // does. Like Docker it also lets a published container port be reached at the container's
-  // own address, but not from other container networks (Docker's isolation chains drop that).
-  const rules = [
+  // Into the network from elsewhere: replies and published ports (DNAT'ed) only, as Docker's
+  // bridge does. A container's own address is not reachable from outside, not even on a
+  // port it publishes (Docker 28's protection, adopted on every Docker version).
+  return [
     `oifname ${bridge} iifname != ${bridge} ct state established,related accept`,
     `oifname ${bridge} iifname != ${bridge} ct status dnat accept`,
+    `oifname ${bridge} iifname != ${bridge} drop comment "isolation"`,
   ];
-  const notFromContainers = `iifname != @${BRIDGE_SET} iifname != "docker0" iifname != "br-*"`;
-  for (const endpoint of endpoints) {
-    if (endpoint.networkId !== network.id || endpoint.address === undefined) continue;
-    for (const binding of endpoint.ports) {
-      rules.push(
-        `oifname ${bridge} ${notFromContainers} ip daddr ${bareAddress(endpoint.address)} ${binding.proto} dport ${binding.containerPort} accept`,
-      );
-    }
+}
+
+/**
+ * Before connection tracking (raw priority), as Docker 28 does: packets addressed to a
+ * container that arrive other than through its own bridge are dropped, so no other interface
+ * (another host routing through this one, another container network) reaches a container
+ * directly, and replies to unmasqueraded traffic do not come back in. DNAT'ed traffic still
+ * carries the host's address here and is not affected.
+ */
+function directAccessRules(network: NetworkRecord, endpoints: EndpointRecord[]): string[] {
+  const mine = endpoints.filter((endpoint) => endpoint.networkId === network.id);
+  const bridge = quote(network.bridge);
+  const rules: string[] = [];
+  for (const [family, addresses] of [
+    [
+      "ip",
+      mine.flatMap((endpoint) =>
+        endpoint.address === undefined ? [] : [bareAddress(endpoint.address)],
+      ),
+    ],
+    [
+      "ip6",
+      mine.flatMap((endpoint) =>
+        endpoint.addressV6 === undefined ? [] : [bareAddress(endpoint.addressV6)],
+      ),
+    ],
+  ] as const) {
+    if (addresses.length === 0) continue;
+    rules.push(
+      `iifname != ${bridge} ${family} daddr { ${addresses.join(", ")} } drop comment "no direct access"`,
+    );
   }
-  rules.push(`oifname ${bridge} iifname != ${bridge} drop comment "isolation"`);
   return rules;
 }
 
@@ -212,7 +235,11 @@ export function renderNftables(
     "    type filter hook forward priority -10; policy accept;",
     ...indent(markRules()),
     ...indent(all.flatMap(dropRules)),
-    ...indent(all.flatMap((network) => admissionRules(network, endpoints))),
+    ...indent(all.flatMap(admissionRules)),
+    "  }",
+    "  chain raw_prerouting {",
+    "    type filter hook prerouting priority -300; policy accept;",
+    ...indent(all.flatMap((network) => directAccessRules(network, endpoints))),
     "  }",
     "  chain prerouting {",
     "    type nat hook prerouting priority -100; policy accept;",

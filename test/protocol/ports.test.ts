@@ -58,6 +58,18 @@ describe("published ports (ProgramExternalConnectivity)", () => {
     assert.deepEqual(t.state.document.endpoints[EP1]?.ports, []);
   });
 
+  it("releases the ports at Leave too (Docker 29 may send no Revoke after a live-restore)", {
+    timeout: 10_000,
+  }, async () => {
+    const t = await withEndpoints();
+    await t.program(EP1, portmap(tcp(80, 8081)));
+    const left = await t.call("/NetworkDriver.Leave", { NetworkID: NET, EndpointID: EP1 });
+    assert.deepEqual(left, { status: 200, body: {} });
+    assert.equal(t.publisher.openCount(), 0);
+    assert.deepEqual(t.state.document.endpoints[EP1]?.ports, []);
+    assert.deepEqual(await t.program(EP2, portmap(tcp(80, 8081))), { status: 200, body: {} });
+  });
+
   it("picks a free port for HostPort 0 and within a range", async () => {
     const t = await withEndpoints();
     await t.program(EP1, portmap(tcp(80, 0), tcp(81, 9000, "", 9002)));

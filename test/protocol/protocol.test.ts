@@ -228,7 +228,7 @@ describe("network lifecycle as dockerd drives it", () => {
     assert.equal(t.datapath.hostLinks.get("csybbbbbbbbbbb")?.mac, "02:42:0a:e7:02:99");
   });
 
-  it("gives internal networks their gateway, as Docker 20.10's bridge does", async () => {
+  it("gives internal networks no default route, as Docker 26 and later", async () => {
     const t = await buildTestApp();
     await t.call("/IpamDriver.RequestPool", { Pool: "10.15.20.0/24" });
     await t.call("/NetworkDriver.CreateNetwork", {
@@ -242,8 +242,8 @@ describe("network lifecycle as dockerd drives it", () => {
       Interface: { Address: "10.15.20.2/24" },
     });
     const join = await t.call("/NetworkDriver.Join", { NetworkID: NET, EndpointID: EP });
-    assert.equal(join.body.DisableGatewayService, false);
-    assert.equal(join.body.Gateway, "10.15.20.1");
+    assert.equal(join.body.DisableGatewayService, true);
+    assert.equal(join.body.Gateway, undefined);
   });
 
   it("disables Docker's gateway service where the network has no gateway", async () => {
@@ -380,3 +380,36 @@ async function createNetworkOn(
   });
   return { created };
 }
+
+describe("IPv6-only networks (com.docker.network.enable_ipv4=false, Docker 28+)", () => {
+  it("are made without IPv4Data and their endpoints get only an IPv6 gateway", {
+    timeout: 10_000,
+  }, async () => {
+    const t = await buildTestApp();
+    const pool = await t.call("/IpamDriver.RequestPool", { Pool: "fd00:5::/64", V6: true });
+    assert.equal(pool.status, 200);
+    const created = await t.call("/NetworkDriver.CreateNetwork", {
+      NetworkID: NET,
+      Options: {
+        "com.docker.network.enable_ipv4": false,
+        "com.docker.network.enable_ipv6": true,
+        "com.docker.network.generic": {},
+      },
+      IPv4Data: [],
+      IPv6Data: [{ Pool: "fd00:5::/64", Gateway: "fd00:5::1/64" }],
+    });
+    assert.deepEqual(created, { status: 200, body: {} });
+    const endpoint = await t.call("/NetworkDriver.CreateEndpoint", {
+      NetworkID: NET,
+      EndpointID: EP,
+      Interface: { AddressIPv6: "fd00:5::2/64" },
+    });
+    assert.equal(endpoint.status, 200);
+    const join = await t.call("/NetworkDriver.Join", { NetworkID: NET, EndpointID: EP });
+    assert.equal(join.body.Gateway, undefined);
+    assert.equal(join.body.GatewayIPv6, "fd00:5::1");
+    assert.deepEqual(t.datapath.hostLinks.get(`sy-${NET.slice(0, 12)}`)?.addresses, [
+      "fd00:5::1/64",
+    ]);
+  });
+});

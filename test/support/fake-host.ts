@@ -22,6 +22,12 @@ export interface FakeHostOptions {
    * Docker leaves it). With false they never do, as on a host without br_netfilter.
    */
   bridgeNetfilter: boolean;
+  /**
+   * Docker's iptables chains (DOCKER-USER jumped to from FORWARD) and the FORWARD policy.
+   * Docker 29 with its nftables backend leaves iptables alone: no chains, policy as it was.
+   * Default: chains, policy DROP (Docker's iptables backend).
+   */
+  iptables?: { dockerChains: boolean; forwardPolicy: "DROP" | "ACCEPT" };
 }
 
 /**
@@ -64,9 +70,12 @@ export class FakeHost {
       this.sysctl("net.bridge.bridge-nf-call-iptables", "0");
       this.sysctl("net.bridge.bridge-nf-call-ip6tables", "0");
     }
-    this.iptables("-N", "DOCKER-USER");
-    this.iptables("-A", "FORWARD", "-j", "DOCKER-USER");
-    this.iptables("-P", "FORWARD", "DROP");
+    const iptables = options.iptables ?? { dockerChains: true, forwardPolicy: "DROP" };
+    if (iptables.dockerChains) {
+      this.iptables("-N", "DOCKER-USER");
+      this.iptables("-A", "FORWARD", "-j", "DOCKER-USER");
+    }
+    this.iptables("-P", "FORWARD", iptables.forwardPolicy);
   }
 
   /** Sets a sysctl inside the host namespace and checks that it took. */

@@ -87,13 +87,14 @@ table inet switchyard {
     iifname "sy-two" oifname "sy-two" drop comment "icc off"
     oifname "sy-one" iifname != "sy-one" ct state established,related accept
     oifname "sy-one" iifname != "sy-one" ct status dnat accept
-    oifname "sy-one" iifname != @bridges iifname != "docker0" iifname != "br-*" ip daddr 10.1.0.2 tcp dport 80 accept
-    oifname "sy-one" iifname != @bridges iifname != "docker0" iifname != "br-*" ip daddr 10.1.0.2 sctp dport 90 accept
-    oifname "sy-one" iifname != @bridges iifname != "docker0" iifname != "br-*" ip daddr 10.1.0.2 sctp dport 91 accept
     oifname "sy-one" iifname != "sy-one" drop comment "isolation"
     oifname "sy-two" iifname != "sy-two" ct state established,related accept
     oifname "sy-two" iifname != "sy-two" ct status dnat accept
     oifname "sy-two" iifname != "sy-two" drop comment "isolation"
+  }
+  chain raw_prerouting {
+    type filter hook prerouting priority -300; policy accept;
+    iifname != "sy-one" ip daddr { 10.1.0.2 } drop comment "no direct access"
   }
   chain prerouting {
     type nat hook prerouting priority -100; policy accept;

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Puts a Docker release from Debian's archive into /opt/switchyard/docker-MAJOR/bin, ready to
+# be first on PATH: dockerd, docker, containerd (+ shim), docker-proxy, docker-compose, and
+# the host's runc and tini (the newer suites' runc needs a newer glibc than Debian 12's).
+# Usage: scripts/docker-release.sh 20|26|28   (prints the bin directory)
+# 20 is Debian 12's own docker.io (installed with apt); 26 comes from trixie, 28 from forky.
+# Nothing of the system's apt configuration is changed: a private list and cache are used.
+set -euo pipefail
+
+major=${1:?usage: docker-release.sh 20|26|28}
+root=/opt/switchyard/docker-$major
+bin=$root/bin
+export DEBIAN_FRONTEND=noninteractive
+
+case $major in
+  20) suite="" ;;
+  26) suite=trixie ;;
+  28) suite=forky ;;
+  *) echo "docker-release: unknown Docker release '$major' (20, 26 or 28)" >&2; exit 2 ;;
+esac
+
+link_host_tools() {
+  for tool in runc:/usr/sbin/runc docker-init:/usr/bin/tini-static; do
+    local name=${tool%%:*} target=${tool#*:}
+    [[ -x $target ]] || { echo "docker-release: $target is missing (apt-get install -y runc tini)" >&2; exit 1; }
+    ln -sf "$target" "$bin/$name"
+  done
+}
+
+if [[ -x $bin/dockerd && -x $bin/docker ]]; then
+  echo "$bin"
+  exit 0
+fi
+
+mkdir -p "$bin"
+if [[ -z $suite ]]; then
+  # Debian 12's own docker.io, as ensure-docker.sh installs it: its client matches its daemon.
+  [[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || {
+    apt-get update -q >&2
+    apt-get install -y -q docker.io >&2
+  }
+  for tool in dockerd docker containerd containerd-shim-runc-v2 docker-proxy; do
+    found=$(PATH=/usr/sbin:/usr/bin command -v "$tool") || {
+      echo "docker-release: $tool is missing (apt-get install -y docker.io)" >&2
+      exit 1
+    }
+    ln -sf "$found" "$bin/$tool"
+  done
+  link_host_tools
+  echo "$bin"
+  exit 0
+fi
+
+command -v runc >/dev/null && [[ -x /usr/bin/tini-static ]] || {
+  apt-get update -q >&2
+  apt-get install -y -q runc tini >&2
+}
+uri=$(sed -n 's/^URIs: *//p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
+[[ -n $uri ]] || uri=$(awk '/^deb / {print $2; exit}' /etc/apt/sources.list 2>/dev/null)
+[[ -n $uri ]] || { echo "docker-release: cannot find the Debian archive URI in apt's sources" >&2; exit 1; }
+apt_dir=$root/apt
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial" "$root/debs"
+echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $uri $suite main" >"$apt_dir/sources.list"
+apt_private=(
+  -o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+  -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache"
+)
+echo "docker-release: fetching docker.io, containerd and docker-compose from Debian $suite" >&2
+apt-get "${apt_private[@]}" update -q >&2
+(cd "$root/debs" && apt-get "${apt_private[@]}" download docker.io containerd docker-compose >&2)
+for deb in "$root"/debs/*.deb; do dpkg -x "$deb" "$root/tree"; done
+for tool in dockerd docker containerd containerd-shim-runc-v2 docker-proxy; do
+  found=$(find "$root/tree" -type f -name "$tool" -perm -u+x | head -n1)
+  [[ -n $found ]] || { echo "docker-release: $tool not found in the $suite packages" >&2; exit 1; }
+  ln -sf "$found" "$bin/$tool"
+done
+compose=$(find "$root/tree" -type f -name docker-compose -perm -u+x | head -n1)
+if [[ -n $compose ]]; then
+  mkdir -p "$root/cli-plugins"
+  ln -sf "$compose" "$root/cli-plugins/docker-compose"
+fi
+link_host_tools
+"$bin/dockerd" --version >&2
+echo "$bin"

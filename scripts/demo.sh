@@ -7,8 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PLUGIN=${1:-switchyard:latest}
-export DOCKER_API_VERSION=1.41
-docker() { /usr/bin/docker "$@"; }
 IMAGE=switchyard-test/busybox:latest
 P=sydemo
 failures=0

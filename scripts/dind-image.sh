@@ -24,8 +24,7 @@ if [[ ${1:-} == --force ]]; then
   shift
 fi
 IMAGE="${1:-switchyard-test/dind:latest}"
-DOCKER=/usr/bin/docker
-export DOCKER_API_VERSION=1.41
+DOCKER=docker
 
 if ! $force && "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
   echo "dind-image: $IMAGE already exists"
@@ -151,7 +150,7 @@ stop() {
 trap stop TERM INT
 
 tries=0
-until DOCKER_API_VERSION=1.41 docker info >/dev/null 2>&1; do
+until docker info >/dev/null 2>&1; do
   tries=$((tries + 1))
   if [ "$tries" -gt 600 ] || ! kill -0 "$dockerd_pid" 2>/dev/null; then
     log "dockerd did not start:"
@@ -171,7 +170,6 @@ chmod 755 "$rootfs/entrypoint.sh"
 "$DOCKER" image rm -f "$IMAGE" >/dev/null 2>&1 || true
 tar -C "$rootfs" -c . | "$DOCKER" import \
   -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
-  -c 'ENV DOCKER_API_VERSION=1.41' \
   -c 'ENTRYPOINT ["/bin/busybox", "sh", "/entrypoint.sh"]' \
   - "$IMAGE" >/dev/null
 size=$(du -sh "$rootfs" | cut -f1)

@@ -3,7 +3,8 @@
 # be first on PATH: dockerd, docker, containerd (+ shim), docker-proxy, docker-compose, and
 # the host's runc and tini (the newer suites' runc needs a newer glibc than Debian 12's).
 # Usage: scripts/docker-release.sh 20|26|28   (prints the bin directory)
-# 20 is Debian 12's own docker.io (installed with apt); 26 comes from trixie, 28 from forky.
+# 20 is the host's own Docker (Debian 12's docker.io, installed with apt if no Docker is there);
+# 26 comes from Debian trixie, 28 from forky.
 # Nothing of the system's apt configuration is changed: a private list and cache are used.
 set -euo pipefail
 
@@ -35,7 +36,8 @@ fi
 mkdir -p "$bin"
 if [[ -z $suite ]]; then
   # Debian 12's own docker.io, as ensure-docker.sh installs it: its client matches its daemon.
-  [[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || {
+  # The host's own Docker (Debian's docker.io, or Docker CE, whose dockerd is in /usr/bin).
+  PATH=/usr/sbin:/usr/bin command -v dockerd >/dev/null || {
     apt-get update -q >&2
     apt-get install -y -q docker.io >&2
   }

@@ -27,7 +27,7 @@ command -v ip >/dev/null 2>&1 || need+=(iproute2)
 [[ -x /bin/busybox ]] || need+=(busybox-static)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry) # registry tests
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)                # multi-host tests
-[[ -x /usr/sbin/dockerd && -x /usr/bin/docker ]] || need+=(docker.io)  # also the DinD hosts'
+PATH=/usr/sbin:/usr/bin command -v dockerd >/dev/null || need+=(docker.io) # also the DinD hosts'
 command -v runc >/dev/null 2>&1 || need+=(runc)
 [[ -x /usr/bin/tini-static ]] || need+=(tini)
 if ((${#need[@]} > 0)); then

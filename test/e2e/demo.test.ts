@@ -44,13 +44,7 @@ describe("make demo", { skip: !isSwitchyard && "Switchyard only" }, () => {
       "the status table shows the container, its network and the published port",
     );
     assert.match(stdout, /demo: every step worked/);
-    const { stdout: networks } = await run(
-      "/usr/bin/docker",
-      ["network", "ls", "--format", "{{.Name}}"],
-      {
-        env: { ...process.env, DOCKER_API_VERSION: "1.41" },
-      },
-    );
+    const { stdout: networks } = await run("docker", ["network", "ls", "--format", "{{.Name}}"]);
     assert.doesNotMatch(networks, /sydemo/);
   });
 });

@@ -10,6 +10,7 @@ PLUGIN ?= switchyard:latest
 VERSION := $(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' package.json)
 ## The Docker release to test against: 20 (Debian 12's docker.io), 26 or 28 (Debian's newer suites).
 DOCKER ?= 20
+export DOCKER
 ## Its binaries (made by scripts/docker-release.sh) come first on PATH: `docker` is its own
 ## client, which negotiates the API version with the daemon.
 export PATH := /opt/switchyard/docker-$(DOCKER)/bin:$(CURDIR)/node_modules/.bin:$(PATH)

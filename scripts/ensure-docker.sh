@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the wanted Docker release's daemon runs here and the e2e test image exists.
 #   DOCKER=20 (default: Debian 12's docker.io), 26 (Debian trixie) or 28 (Debian forky)
+#   DOCKERD_FLAGS: extra dockerd flags when it starts one (e.g. --live-restore)
 # Only one dockerd runs at a time (they share /var/run/docker.sock and the iptables chains):
 # a running daemon of another release is stopped first. 26 and 28 keep their own data root
 # (/var/lib/docker-26, -28) and log (/var/log/dockerd-26.log, -28.log).
@@ -36,6 +37,8 @@ if ((${#need[@]} > 0)); then
 fi
 
 bin=$("$here/docker-release.sh" "$wanted")
+# The compose e2e test runs Debian's Docker Compose v2, which comes with the 28 release.
+[[ -x /opt/switchyard/docker-28/cli-plugins/docker-compose ]] || "$here/docker-release.sh" 28 >/dev/null
 export PATH="$bin:$PATH"
 if [[ $wanted == 20 ]]; then
   data_root=/var/lib/docker
@@ -101,7 +104,8 @@ else
     fi
     echo "$wanted" >"$marker"
     echo "ensure-docker: starting dockerd $wanted (log: $log)"
-    setsid dockerd --data-root "$data_root" >>"$log" 2>&1 </dev/null &
+    # shellcheck disable=SC2086 # DOCKERD_FLAGS is a list of flags
+    setsid dockerd --data-root "$data_root" ${DOCKERD_FLAGS:-} >>"$log" 2>&1 </dev/null &
   fi
   ready=false
   for _ in $(seq 1 60); do

@@ -88,7 +88,17 @@ async function main(): Promise<void> {
   // Which packet filter the host's Docker uses explains most "published port unreachable"
   // reports; found after listening, as it runs commands.
   detectDockerFirewall(runner).then(
-    (backend) => logger.info({ version, dockerFirewall: backend }, "switchyard started"),
+    async (backend) => {
+      logger.info({ version, dockerFirewall: backend }, "switchyard started");
+      // Docker 29 with its nftables backend leaves IP forwarding as it finds it.
+      const forwarding = await readFile("/proc/sys/net/ipv4/ip_forward", "utf8").catch(() => "");
+      if (forwarding.trim() === "0") {
+        logger.warn(
+          { dockerFirewall: backend },
+          "IPv4 forwarding is off on this host (net.ipv4.ip_forward=0): containers cannot reach beyond their network until it is on (sysctl -w net.ipv4.ip_forward=1)",
+        );
+      }
+    },
     (error: unknown) => logger.warn({ err: error }, "cannot tell Docker's firewall backend"),
   );
 

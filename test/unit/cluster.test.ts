@@ -11,6 +11,8 @@ const SUBNET = "10.60.0.0/24";
 const CONFIG: ClusterNetworkConfig = { subnet: SUBNET, gateway: "10.60.0.1/24" };
 const ALL_BLOCKS = ["10.60.0.0/26", "10.60.0.64/26", "10.60.0.128/26", "10.60.0.192/26"];
 const TIMEOUT = { timeout: 10_000 };
+/** The network's record in etcd: the config, and the block length the first host chose. */
+const STORED_CONFIG = JSON.stringify({ ...CONFIG, blockLength: 26 });
 
 /** One simulated host: its ClusterService and the peers it was last told about, per network. */
 interface Host {
@@ -40,6 +42,11 @@ function makeHost(kv: MemoryKeyValueStore, id: string, vtep: string, blockLength
   return { id, vtep, cluster, peers };
 }
 
+/** Every host joins every network given (VNI alone by default). */
+async function joinAll(hosts: Host[], vnis = [VNI]): Promise<void> {
+  for (const vni of vnis) for (const host of hosts) await host.cluster.joinNetwork(vni, CONFIG);
+}
+
 /** Retries an assertion until it holds (watches deliver on later turns) or 3 s have passed. */
 async function eventually(check: () => void | Promise<void>): Promise<void> {
   const deadline = Date.now() + 3_000;
@@ -59,6 +66,16 @@ async function contents(kv: MemoryKeyValueStore, vni = VNI): Promise<Record<stri
   const base = `${ROOT}/${vni}/`;
   const entries = await kv.range(base);
   return Object.fromEntries(entries.map((entry) => [entry.key.slice(base.length), entry.value]));
+}
+
+/** The claims under one network (blocks and static addresses), as key → holder. */
+async function claims(kv: MemoryKeyValueStore, vni = VNI): Promise<Record<string, string>> {
+  const all = await contents(kv, vni);
+  return Object.fromEntries(
+    Object.entries(all).filter(
+      ([key]) => key.startsWith("blocks/") || key.startsWith("addresses/"),
+    ),
+  );
 }
 
 /** The lease a host's registration in a network hangs on. */
@@ -138,6 +155,7 @@ describe("ClusterService: static addresses", () => {
       const kv = new MemoryKeyValueStore();
       const a = makeHost(kv, "host-a", "192.0.2.1");
       const b = makeHost(kv, "host-b", "192.0.2.2");
+      await joinAll([a, b], [VNI, 4243]);
       await a.cluster.claimAddress(VNI, "10.60.0.10");
 
       await assert.rejects(b.cluster.claimAddress(VNI, "10.60.0.10"), {
@@ -147,7 +165,7 @@ describe("ClusterService: static addresses", () => {
       await a.cluster.claimAddress(VNI, "10.60.0.10");
       await b.cluster.claimAddress(VNI, "10.60.0.11");
       await b.cluster.claimAddress(4243, "10.60.0.10");
-      assert.deepEqual(await contents(kv), {
+      assert.deepEqual(await claims(kv), {
         "addresses/10.60.0.10": "host-a",
         "addresses/10.60.0.11": "host-b",
       });
@@ -158,6 +176,7 @@ describe("ClusterService: static addresses", () => {
     const kv = new MemoryKeyValueStore();
     const a = makeHost(kv, "host-a", "192.0.2.1");
     const b = makeHost(kv, "host-b", "192.0.2.2");
+    await joinAll([a, b]);
     const results = await Promise.allSettled([
       a.cluster.claimAddress(VNI, "10.60.0.10"),
       b.cluster.claimAddress(VNI, "10.60.0.10"),
@@ -169,20 +188,21 @@ describe("ClusterService: static addresses", () => {
     const kv = new MemoryKeyValueStore();
     const a = makeHost(kv, "host-a", "192.0.2.1");
     const b = makeHost(kv, "host-b", "192.0.2.2");
+    await joinAll([a, b]);
     await a.cluster.claimAddress(VNI, "10.60.0.10");
     await b.cluster.claimAddress(VNI, "10.60.0.11");
 
     await b.cluster.releaseAddress(VNI, "10.60.0.10");
     await a.cluster.releaseAddress(VNI, "10.60.0.11");
     await a.cluster.releaseAddress(VNI, "10.60.0.12");
-    assert.deepEqual(await contents(kv), {
+    assert.deepEqual(await claims(kv), {
       "addresses/10.60.0.10": "host-a",
       "addresses/10.60.0.11": "host-b",
     });
 
     await a.cluster.releaseAddress(VNI, "10.60.0.10");
     await b.cluster.claimAddress(VNI, "10.60.0.10");
-    assert.deepEqual(await contents(kv), {
+    assert.deepEqual(await claims(kv), {
       "addresses/10.60.0.10": "host-b",
       "addresses/10.60.0.11": "host-b",
     });
@@ -221,7 +241,7 @@ describe("ClusterService: joining and leaving", () => {
       await b.cluster.joinNetwork(VNI, CONFIG);
       await a.cluster.joinNetwork(VNI, CONFIG);
       assert.deepEqual(await contents(kv), {
-        config: JSON.stringify(CONFIG),
+        config: STORED_CONFIG,
         "hosts/host-a": "192.0.2.1",
         "hosts/host-b": "192.0.2.2",
       });
@@ -237,25 +257,25 @@ describe("ClusterService: joining and leaving", () => {
       const b = makeHost(kv, "host-b", "192.0.2.2");
       await a.cluster.joinNetwork(VNI, CONFIG);
       await b.cluster.joinNetwork(VNI, CONFIG);
-      const aBlock = await a.cluster.claimBlock(VNI, SUBNET, []);
+      await a.cluster.claimBlock(VNI, SUBNET, []);
       const bBlock = await b.cluster.claimBlock(VNI, SUBNET, []);
       await a.cluster.claimAddress(VNI, "10.60.0.200");
       await b.cluster.claimAddress(VNI, "10.60.0.201");
       await a.cluster.joinNetwork(4243, CONFIG);
 
-      await a.cluster.leaveNetwork(VNI, [aBlock]);
+      await a.cluster.leaveNetwork(VNI);
       assert.deepEqual(await contents(kv), {
-        config: JSON.stringify(CONFIG),
+        config: STORED_CONFIG,
         "addresses/10.60.0.201": "host-b",
         [`blocks/${bBlock.replace("/", "_")}`]: "host-b",
         "hosts/host-b": "192.0.2.2",
       });
       assert.deepEqual(Object.keys(await contents(kv, 4243)), ["config", "hosts/host-a"]);
 
-      await b.cluster.leaveNetwork(VNI, [bBlock]);
+      await b.cluster.leaveNetwork(VNI);
       assert.deepEqual(await contents(kv), {});
       assert.equal(kv.leases.length, 1, "B's lease went with its last network; A still has 4243");
-      await a.cluster.leaveNetwork(4243, []);
+      await a.cluster.leaveNetwork(4243);
       assert.deepEqual(await kv.range(""), []);
       assert.deepEqual(kv.leases, []);
     },
@@ -280,7 +300,7 @@ describe("ClusterService: following peers", () => {
     await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.2", "192.0.2.3"]));
     assert.deepEqual(c.peers.get(4243), [], "nobody else is in 4243");
 
-    await b.cluster.leaveNetwork(VNI, []);
+    await b.cluster.leaveNetwork(VNI);
     await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.3"]));
     await eventually(() => assert.deepEqual(c.peers.get(VNI), ["192.0.2.1"]));
   });

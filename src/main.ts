@@ -199,6 +199,11 @@ async function createCluster(
     identity: { hostId, vtep },
     blockLength: settings.addressBlockLength,
     onPeers,
+    // What this host hands out from, to claim again when it rejoins or its lease lapsed.
+    ownedClaims: (vni) => {
+      const record = state.document.cluster?.networks[String(vni)];
+      return { blocks: record?.blocks ?? [], statics: record?.statics ?? [] };
+    },
   });
 }
 

@@ -69,6 +69,21 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
     );
   }
   const file = (name: string): string | undefined => env[name] || undefined;
+  // TLS files with an http:// endpoint would mean talking to etcd in clear while believing
+  // otherwise: refuse, naming the setting.
+  const plain = etcdEndpoints.find((endpoint) => new URL(endpoint).protocol === "http:");
+  for (const name of ["ETCD_CA_FILE", "ETCD_CERT_FILE", "ETCD_KEY_FILE"]) {
+    if (file(name) !== undefined && plain !== undefined) {
+      throw new Error(
+        `setting ${name} is set but ETCD_ENDPOINTS has "${plain}", which does not use TLS; use https:// endpoints with TLS files`,
+      );
+    }
+  }
+  if ((file("ETCD_CERT_FILE") === undefined) !== (file("ETCD_KEY_FILE") === undefined)) {
+    throw new Error(
+      "settings ETCD_CERT_FILE and ETCD_KEY_FILE go together (a client certificate and its key): set both or neither",
+    );
+  }
   return {
     etcdEndpoints,
     ...(file("ETCD_CA_FILE") === undefined ? {} : { etcdCaFile: file("ETCD_CA_FILE") }),

@@ -1,16 +1,42 @@
 import type { Logger } from "pino";
-import { badRequest, conflict, exhausted } from "../errors.ts";
-import { formatPrefix, nthSubnet, parsePrefix, subnetCount } from "../ipam/prefix.ts";
-import type { KeyValueStore } from "./kv.ts";
+import { badRequest, conflict, exhausted, internal, SwitchyardError } from "../errors.ts";
+import {
+  addressBits,
+  firstAddress,
+  formatPrefix,
+  type IpAddress,
+  type IpPrefix,
+  lastAddress,
+  networkOf,
+  nthSubnet,
+  parseAddress,
+  parsePrefix,
+  prefixContainsAddress,
+} from "../ipam/prefix.ts";
+import type { Compare, KeyValue, KeyValueStore, TxnOperation } from "./kv.ts";
 
 /** Where this host's share of multi-host state lives in etcd. */
 const ROOT = "switchyard/v1/networks";
 const LEASE_TTL_SECONDS = 15;
+/** The longest wait between two renewal attempts while etcd does not answer. */
+const RENEW_BACKOFF_CAP_MS = 10_000;
+/** A watch that reports nothing for this long may hang on a dead connection: list again. */
+const WATCH_IDLE_MS = 30_000;
+/** Compare-and-swap attempts that may lose to other hosts' writes before a call gives up. */
+const TXN_ATTEMPTS = 20;
 
 /** What every host of a multi-host network must agree on. */
 export interface ClusterNetworkConfig {
   subnet: string;
   gateway: string;
+}
+
+/**
+ * The network's record in etcd: the agreed config, and the block length the first host chose,
+ * which every host then uses (blocks of different lengths would overlap).
+ */
+interface StoredConfig extends ClusterNetworkConfig {
+  blockLength?: number;
 }
 
 /** This host in the cluster. */
@@ -21,10 +47,44 @@ export interface ClusterIdentity {
   vtep: string;
 }
 
+/** The address blocks and static addresses this host's local state says it holds in a network. */
+export interface OwnedClaims {
+  blocks: readonly string[];
+  statics: readonly string[];
+}
+
+/**
+ * How long to wait before the next lease renewal: a third of the TTL while renewals succeed;
+ * after failures, 250 ms doubling up to 10 s, and never giving up.
+ */
+export function renewalDelay(failures: number): number {
+  if (failures <= 0) return (LEASE_TTL_SECONDS * 1000) / 3;
+  return Math.min(RENEW_BACKOFF_CAP_MS, 250 * 2 ** Math.min(failures - 1, 16));
+}
+
+/** A compare that holds while the key (or every key with the prefix) does not exist. */
+const absent = (key: string): Compare => ({
+  key,
+  target: "createRevision",
+  result: "=",
+  operand: "0",
+});
+
+/** A compare that holds while no key with the prefix was written after `revision`. */
+const unchangedSince = (key: string, revision: string, prefix = false): Compare => ({
+  key,
+  ...(prefix ? { prefix } : {}),
+  target: "modRevision",
+  result: "<",
+  operand: String(BigInt(revision) + 1n),
+});
+
 /**
  * A host's view of the cluster: which hosts share each multi-host network (VXLAN id), which
  * address blocks this host holds, which static addresses are taken cluster-wide. All of it
- * lives in etcd; hosts' entries carry a lease, so a dead host ages out.
+ * lives in etcd. Hosts' registrations carry a lease, so a dead host ages out of the peers;
+ * blocks and static addresses carry none, so a host that is down keeps them (its containers
+ * may still run) and nobody else hands them out. Every claim is one compare-and-swap.
  */
 export class ClusterService {
   readonly #kv: KeyValueStore;
@@ -32,11 +92,19 @@ export class ClusterService {
   readonly #blockLength: number;
   readonly #identity: ClusterIdentity;
   readonly #watches = new Map<number, AbortController>();
-  readonly #members = new Set<number>();
+  /** Networks this host is a member of: the config it joined with and the agreed block length. */
+  readonly #joined = new Map<number, { config: ClusterNetworkConfig; blockLength: number }>();
+  /** Blocks this host holds locally but etcd gives to another host: no new addresses from them. */
+  readonly #conflicts = new Map<number, Set<string>>();
+  readonly #ownedClaims: (vni: number) => OwnedClaims;
+  readonly #renewalDelay: (failures: number) => number;
+  readonly #watchIdleMs: number;
   /** The grant in flight or done, shared so networks joined at once get one lease. */
   #lease: Promise<string> | undefined;
-  #keepAlive: NodeJS.Timeout | undefined;
-  /** Set from losing the lease until every network has this host's entry again. */
+  #renewTimer: NodeJS.Timeout | undefined;
+  /** Bumped when renewals stop, so a renewal in flight does not schedule the next one. */
+  #renewGeneration = 0;
+  /** Set from losing the lease until every network has this host's registration again. */
   #registrationLost = false;
   readonly #onPeers: (vni: number, peers: string[]) => void;
 
@@ -47,12 +115,20 @@ export class ClusterService {
     identity: ClusterIdentity;
     blockLength: number;
     onPeers: (vni: number, peers: string[]) => void;
+    /** What the local state holds in a network, to claim again after a restart or a lost lease. */
+    ownedClaims?: (vni: number) => OwnedClaims;
+    /** Tests shorten the renewal timer and the watch's idle limit. */
+    renewalDelay?: (failures: number) => number;
+    watchIdleMs?: number;
   }) {
     this.#kv = deps.kv;
     this.#logger = deps.logger;
     this.#identity = deps.identity;
     this.#blockLength = deps.blockLength;
     this.#onPeers = deps.onPeers;
+    this.#ownedClaims = deps.ownedClaims ?? (() => ({ blocks: [], statics: [] }));
+    this.#renewalDelay = deps.renewalDelay ?? renewalDelay;
+    this.#watchIdleMs = deps.watchIdleMs ?? WATCH_IDLE_MS;
   }
 
   get identity(): ClusterIdentity {
@@ -61,79 +137,187 @@ export class ClusterService {
 
   /**
    * Joins (or re-joins) a multi-host network: records its subnet and gateway the first time,
-   * refuses a different one later, registers this host so the others send it traffic, and
-   * starts following the other hosts.
+   * refuses a different one later, registers this host so the others send it traffic, claims
+   * again what the local state says this host holds, and starts following the other hosts.
+   * `fresh`: the network is being created here, so the local state holds nothing of it and
+   * any block or static address etcd still gives this host is a leftover of a leave that
+   * failed (etcd away): those are given back.
    */
-  async joinNetwork(vni: number, config: ClusterNetworkConfig): Promise<void> {
-    const key = `${ROOT}/${vni}/config`;
-    const wanted = JSON.stringify(config);
-    if (!(await this.#kv.create(key, wanted))) {
-      const existing = await this.#kv.get(key);
-      if (existing !== undefined && existing !== wanted) {
-        const other = JSON.parse(existing) as ClusterNetworkConfig;
-        throw conflict(
-          `vxlan.id ${vni} is already used with subnet ${other.subnet} and gateway ${other.gateway} on other hosts; create the network with the same --subnet and --gateway on every host`,
-        );
-      }
-    }
-    await this.#register(vni);
-    this.#members.add(vni);
+  async joinNetwork(
+    vni: number,
+    config: ClusterNetworkConfig,
+    options: { fresh?: boolean } = {},
+  ): Promise<void> {
+    const blockLength = await this.#register(vni, config);
+    this.#joined.set(vni, { config, blockLength });
     this.#follow(vni);
+    if (options.fresh) await this.#dropLeftovers(vni);
+    else await this.#reclaim(vni);
   }
 
-  /** Leaves a multi-host network: drops this host's blocks and entries; the last host clears it. */
-  async leaveNetwork(vni: number, blocks: readonly string[]): Promise<void> {
+  /**
+   * Leaves a multi-host network: drops this host's registration, blocks and static addresses
+   * in one transaction. When nothing of any other host is left (no registration, and no block
+   * or static address of a host that is down) the same transaction clears the network; it
+   * fails, and is retried, if another host wrote to the network since it was read.
+   */
+  async leaveNetwork(vni: number): Promise<void> {
     this.#watches.get(vni)?.abort();
     this.#watches.delete(vni);
-    this.#members.delete(vni);
-    const base = `${ROOT}/${vni}`;
-    for (const block of blocks) await this.#kv.delete(`${base}/blocks/${blockKey(block)}`);
-    for (const entry of await this.#kv.range(`${base}/addresses/`)) {
-      if (entry.value === this.#identity.hostId) await this.#kv.delete(entry.key);
+    this.#joined.delete(vni);
+    this.#conflicts.delete(vni);
+    try {
+      await this.#dropClaims(vni);
+    } finally {
+      // Without networks nothing renews the lease: revoked, or (etcd away) left to expire.
+      if (this.#joined.size === 0) await this.#dropLease();
     }
-    await this.#kv.delete(`${base}/hosts/${this.#identity.hostId}`);
-    if ((await this.#kv.range(`${base}/hosts/`)).length === 0)
-      await this.#kv.deletePrefix(`${base}/`);
-    if (this.#members.size === 0) await this.#dropLease();
   }
 
-  /** Claims a free address block of the network's subnet for this host. */
-  async claimBlock(vni: number, subnet: string, held: readonly string[]): Promise<string> {
-    const prefix = parsePrefix(subnet);
-    const length = Math.max(prefix.length, Math.min(this.#blockLength, prefix.v6 ? 128 : 32));
-    const count = subnetCount(prefix, length);
-    const taken = new Set(
-      (await this.#kv.range(`${ROOT}/${vni}/blocks/`)).map((entry) => entry.key.split("/").pop()),
-    );
-    for (let index = 0n; index < count; index++) {
-      const block = formatPrefix(nthSubnet(prefix, length, index));
-      if (held.includes(block) || taken.has(blockKey(block))) continue;
-      if (
-        await this.#kv.create(`${ROOT}/${vni}/blocks/${blockKey(block)}`, this.#identity.hostId)
-      ) {
-        this.#logger.info({ vni, block }, "claimed address block");
-        return block;
+  async #dropClaims(vni: number): Promise<void> {
+    const base = networkPrefix(vni);
+    for (let attempt = 0; ; attempt++) {
+      const listing = await this.#kv.snapshot(base);
+      const mine = listing.entries.filter((entry) => this.#isMine(base, entry));
+      const others = listing.entries.filter(
+        (entry) => entry.key !== `${base}config` && !mine.includes(entry),
+      );
+      const { succeeded } = await this.#kv.txn(
+        others.length === 0
+          ? {
+              compare: [unchangedSince(base, listing.revision, true)],
+              success: [{ type: "delete", key: base, prefix: true }],
+            }
+          : {
+              compare: mine.map((entry) => unchangedSince(entry.key, listing.revision)),
+              success: mine.map((entry) => ({ type: "delete", key: entry.key })),
+            },
+      );
+      if (succeeded) break;
+      if (attempt >= TXN_ATTEMPTS) {
+        throw internal(`cannot leave vxlan.id ${vni}: other hosts kept changing it in etcd`);
       }
     }
-    throw exhausted(`no free address block left in ${subnet} (every /${length} is held by a host)`);
   }
 
-  /** Takes a static address (`--ip`) cluster-wide; Conflict when another host holds it. */
-  async claimAddress(vni: number, address: string): Promise<void> {
-    const key = `${ROOT}/${vni}/addresses/${address}`;
-    if (await this.#kv.create(key, this.#identity.hostId)) return;
-    const holder = await this.#kv.get(key);
-    if (holder !== this.#identity.hostId) {
-      throw conflict(
-        `address ${address} is already in use on another host (${holder ?? "unknown"}) of vxlan.id ${vni}`,
-      );
+  /**
+   * Claims a free address block for this host: a `/blockLength` of the subnet that overlaps
+   * `range` (the pool's `--ip-range`, else the whole subnet), that no host holds and that holds
+   * no other host's static address. Blocks stay aligned to the subnet whatever the range, so
+   * hosts with different ranges never claim overlapping blocks.
+   */
+  async claimBlock(
+    vni: number,
+    subnet: string,
+    held: readonly string[],
+    range?: string,
+  ): Promise<string> {
+    const pool = parsePrefix(subnet);
+    const carveFrom = range === undefined ? pool : parsePrefix(range);
+    const length = this.#blockLengthIn(vni, pool);
+    const base = networkPrefix(vni);
+    let skippedForStatics = false;
+    for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
+      const listing = await this.#kv.snapshot(base);
+      const taken = new Set<string>();
+      const foreignStatics: IpAddress[] = [];
+      for (const entry of listing.entries) {
+        const below = entry.key.slice(base.length);
+        if (below.startsWith("blocks/")) taken.add(below.slice("blocks/".length));
+        if (below.startsWith("addresses/") && entry.value !== this.#identity.hostId) {
+          foreignStatics.push(parseAddress(below.slice("addresses/".length)));
+        }
+      }
+      let raced = false;
+      for (const block of blocksOverlapping(pool, length, carveFrom)) {
+        const text = formatPrefix(block);
+        if (held.includes(text) || taken.has(blockKey(text))) continue;
+        if (foreignStatics.some((address) => prefixContainsAddress(block, address))) {
+          skippedForStatics = true;
+          continue;
+        }
+        // Atomic with the check of other hosts' statics: none appeared since the listing.
+        const { succeeded } = await this.#kv.txn({
+          compare: [
+            absent(`${base}blocks/${blockKey(text)}`),
+            unchangedSince(`${base}addresses/`, listing.revision, true),
+          ],
+          success: [
+            { type: "put", key: `${base}blocks/${blockKey(text)}`, value: this.#identity.hostId },
+          ],
+        });
+        if (succeeded) {
+          this.#logger.info({ vni, block: text }, "claimed address block");
+          return text;
+        }
+        raced = true;
+        break;
+      }
+      if (!raced) {
+        const where = range === undefined ? subnet : `IP range ${range} of ${subnet}`;
+        const why = skippedForStatics
+          ? "is held by a host or holds another host's static address"
+          : "is held by a host";
+        throw exhausted(`no free address block left in ${where} (every /${length} ${why})`);
+      }
     }
+    throw internal(`cannot claim an address block of ${subnet}: other hosts kept claiming too`);
+  }
+
+  /**
+   * Takes a static address (`--ip`) cluster-wide. Conflict, naming the holder, when another
+   * host holds the address or the block it lies in; inside this host's own block it is fine.
+   */
+  async claimAddress(vni: number, address: string): Promise<void> {
+    const base = networkPrefix(vni);
+    const key = `${base}addresses/${address}`;
+    const block = formatPrefix(await this.#blockOf(vni, parseAddress(address)));
+    const blockPath = `${base}blocks/${blockKey(block)}`;
+    const take: TxnOperation = { type: "put", key, value: this.#identity.hostId };
+    for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
+      if (
+        (await this.#kv.txn({ compare: [absent(key), absent(blockPath)], success: [take] }))
+          .succeeded
+      )
+        return;
+      const [holder, blockHolder] = await Promise.all([this.#kv.get(key), this.#kv.get(blockPath)]);
+      if (holder === this.#identity.hostId) return;
+      if (holder !== undefined) {
+        throw conflict(
+          `address ${address} is already in use on another host (${holder}) of vxlan.id ${vni}`,
+        );
+      }
+      if (blockHolder !== undefined && blockHolder !== this.#identity.hostId) {
+        throw conflict(
+          `address ${address} is in address block ${block}, from which host ${blockHolder} hands out addresses on vxlan.id ${vni}; take a static address outside the hosts' blocks (e.g. give the network an --ip-range for automatic addresses and use --ip outside it)`,
+        );
+      }
+      if (blockHolder === this.#identity.hostId) {
+        const ownBlock: Compare = {
+          key: blockPath,
+          target: "value",
+          result: "=",
+          operand: this.#identity.hostId,
+        };
+        if ((await this.#kv.txn({ compare: [absent(key), ownBlock], success: [take] })).succeeded)
+          return;
+      }
+    }
+    throw internal(`cannot claim address ${address}: other hosts kept changing vxlan.id ${vni}`);
   }
 
   /** Gives back a static address taken with {@link claimAddress}; others' are left alone. */
   async releaseAddress(vni: number, address: string): Promise<void> {
-    const key = `${ROOT}/${vni}/addresses/${address}`;
-    if ((await this.#kv.get(key)) === this.#identity.hostId) await this.#kv.delete(key);
+    const key = `${networkPrefix(vni)}addresses/${address}`;
+    await this.#kv.txn({
+      compare: [{ key, target: "value", result: "=", operand: this.#identity.hostId }],
+      success: [{ type: "delete", key }],
+    });
+  }
+
+  /** Blocks this host must not hand out new addresses from: etcd gives them to another host. */
+  conflictedBlocks(vni: number): readonly string[] {
+    return [...(this.#conflicts.get(vni) ?? [])];
   }
 
   /** Re-joins every network after a restart, retrying until etcd answers. */
@@ -151,15 +335,153 @@ export class ClusterService {
 
   /** Stops keep-alives and watches (at shutdown); the lease then ages out. */
   stop(): void {
-    if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
-    this.#keepAlive = undefined;
+    this.#stopRenewals();
     for (const watch of this.#watches.values()) watch.abort();
     this.#watches.clear();
   }
 
-  async #register(vni: number): Promise<void> {
-    const lease = await this.#ensureLease();
-    await this.#kv.put(`${ROOT}/${vni}/hosts/${this.#identity.hostId}`, this.#identity.vtep, lease);
+  /**
+   * Records the network's config if it has none, and registers this host, in one transaction;
+   * registering checks the config is still there, so a last host clearing the network at the
+   * same time cannot leave this one registered in a network without config. Answers the
+   * network's block length.
+   */
+  async #register(vni: number, config: ClusterNetworkConfig): Promise<number> {
+    const base = networkPrefix(vni);
+    const configKey = `${base}config`;
+    for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
+      const lease = await this.#ensureLease();
+      const register: TxnOperation = {
+        type: "put",
+        key: `${base}hosts/${this.#identity.hostId}`,
+        value: this.#identity.vtep,
+        lease,
+      };
+      const existing = await this.#kv.get(configKey);
+      if (existing === undefined) {
+        const stored: StoredConfig = { ...config, blockLength: this.#blockLength };
+        const record: TxnOperation = { type: "put", key: configKey, value: JSON.stringify(stored) };
+        if (
+          (await this.#kv.txn({ compare: [absent(configKey)], success: [record, register] }))
+            .succeeded
+        )
+          return this.#blockLength;
+        continue;
+      }
+      const recorded = parseStoredConfig(vni, existing);
+      if (recorded.subnet !== config.subnet || recorded.gateway !== config.gateway) {
+        throw conflict(
+          `vxlan.id ${vni} is already used with subnet ${recorded.subnet} and gateway ${recorded.gateway} on other hosts; create the network with the same --subnet and --gateway on every host`,
+        );
+      }
+      const same: Compare = { key: configKey, target: "value", result: "=", operand: existing };
+      if ((await this.#kv.txn({ compare: [same], success: [register] })).succeeded) {
+        return recorded.blockLength ?? this.#blockLength;
+      }
+    }
+    throw internal(`cannot join vxlan.id ${vni}: its record in etcd kept changing`);
+  }
+
+  /**
+   * Claims again the blocks and static addresses the local state says this host holds (after
+   * a restart, or a lost registration). One that another host holds now is a conflict: logged
+   * as an error, and a block in conflict hands out no new addresses here.
+   */
+  async #reclaim(vni: number): Promise<void> {
+    const owned = this.#ownedClaims(vni);
+    if (owned.blocks.length === 0 && owned.statics.length === 0) return;
+    const base = networkPrefix(vni);
+    const listing = await this.#kv.snapshot(base);
+    const holders = new Map(listing.entries.map((entry) => [entry.key, entry.value]));
+    const me = this.#identity.hostId;
+    const conflicts = new Set<string>();
+    for (const block of owned.blocks) {
+      const key = `${base}blocks/${blockKey(block)}`;
+      let holder = holders.get(key);
+      if (holder === undefined) {
+        const put: TxnOperation = { type: "put", key, value: me };
+        const { succeeded } = await this.#kv.txn({ compare: [absent(key)], success: [put] });
+        holder = succeeded ? me : await this.#kv.get(key);
+        if (succeeded) this.#logger.warn({ vni, block }, "claimed address block again in etcd");
+      }
+      if (holder !== me) {
+        conflicts.add(block);
+        this.#logger.error(
+          { vni, block, holder },
+          "CONFLICT: etcd gives this host's address block to another host; no new addresses from it here, and addresses already given from it may be in use twice",
+        );
+      }
+      const prefix = parsePrefix(block);
+      for (const entry of listing.entries) {
+        const below = entry.key.slice(base.length);
+        if (!below.startsWith("addresses/") || entry.value === me) continue;
+        const address = below.slice("addresses/".length);
+        if (!prefixContainsAddress(prefix, parseAddress(address))) continue;
+        this.#logger.error(
+          { vni, block, address, holder: entry.value },
+          "CONFLICT: another host holds a static address inside this host's address block; it may be in use twice",
+        );
+      }
+    }
+    for (const address of owned.statics) {
+      if (holders.get(`${base}addresses/${address}`) === me) continue;
+      try {
+        await this.claimAddress(vni, address);
+        this.#logger.warn({ vni, address }, "claimed static address again in etcd");
+      } catch (error) {
+        if (!(error instanceof SwitchyardError && error.kind === "Conflict")) throw error;
+        this.#logger.error(
+          { vni, address, err: error },
+          "CONFLICT: this host's static address is held by another host; it may be in use twice",
+        );
+      }
+    }
+    this.#conflicts.set(vni, conflicts);
+  }
+
+  /** Gives back the blocks and static addresses etcd still records for this host. */
+  async #dropLeftovers(vni: number): Promise<void> {
+    const base = networkPrefix(vni);
+    const listing = await this.#kv.snapshot(base);
+    const leftovers = listing.entries.filter(
+      (entry) => this.#isMine(base, entry) && !entry.key.startsWith(`${base}hosts/`),
+    );
+    if (leftovers.length === 0) return;
+    this.#logger.warn(
+      { vni, keys: leftovers.map((entry) => entry.key.slice(base.length)) },
+      "giving back address blocks and static addresses left in etcd by an earlier network",
+    );
+    await this.#kv.txn({
+      compare: leftovers.map((entry) => unchangedSince(entry.key, listing.revision)),
+      success: leftovers.map((entry) => ({ type: "delete", key: entry.key })),
+    });
+  }
+
+  #isMine(base: string, entry: KeyValue): boolean {
+    const below = entry.key.slice(base.length);
+    if (below === `hosts/${this.#identity.hostId}`) return true;
+    return (
+      (below.startsWith("blocks/") || below.startsWith("addresses/")) &&
+      entry.value === this.#identity.hostId
+    );
+  }
+
+  /** The block length of a network: the one agreed in etcd once joined, else this host's. */
+  #blockLengthIn(vni: number, pool: IpPrefix): number {
+    const wanted = this.#joined.get(vni)?.blockLength ?? this.#blockLength;
+    return Math.max(pool.length, Math.min(wanted, addressBits(pool.v6)));
+  }
+
+  /** The block an address lies in (whoever holds it), from the network's subnet. */
+  async #blockOf(vni: number, address: IpAddress): Promise<IpPrefix> {
+    let subnet = this.#joined.get(vni)?.config.subnet;
+    if (subnet === undefined) {
+      const stored = await this.#kv.get(`${networkPrefix(vni)}config`);
+      if (stored === undefined) throw internal(`vxlan.id ${vni} has no record in etcd`);
+      subnet = parseStoredConfig(vni, stored).subnet;
+    }
+    const length = this.#blockLengthIn(vni, parsePrefix(subnet));
+    return networkOf({ v6: address.v6, address: address.value, length });
   }
 
   #ensureLease(): Promise<string> {
@@ -171,41 +493,75 @@ export class ClusterService {
         if (this.#lease === granted) this.#lease = undefined;
       });
     }
-    // The timer runs from the first registration until the last leave (or stop), whatever
-    // happens to the lease in between: it is what repairs a lost one.
-    if (this.#keepAlive === undefined) {
-      this.#keepAlive = setInterval(() => void this.renewLease(), (LEASE_TTL_SECONDS * 1000) / 3);
-      this.#keepAlive.unref();
-    }
+    // Renewals run from the first registration until the last leave (or stop), whatever
+    // happens to the lease in between: they are what repairs a lost one.
+    this.#startRenewals();
     return this.#lease;
   }
 
+  /** Renews on a timer: a third of the TTL apart, sooner with backoff after a failure. */
+  #startRenewals(): void {
+    if (this.#renewTimer !== undefined) return;
+    const generation = this.#renewGeneration;
+    let failures = 0;
+    const tick = async (): Promise<void> => {
+      const ok = await this.renewLease();
+      if (generation !== this.#renewGeneration) return;
+      failures = ok ? 0 : failures + 1;
+      this.#renewTimer = setTimeout(() => void tick(), this.#renewalDelay(failures));
+      this.#renewTimer.unref();
+    };
+    this.#renewTimer = setTimeout(() => void tick(), this.#renewalDelay(0));
+    this.#renewTimer.unref();
+  }
+
+  #stopRenewals(): void {
+    if (this.#renewTimer !== undefined) clearTimeout(this.#renewTimer);
+    this.#renewTimer = undefined;
+    this.#renewGeneration += 1;
+  }
+
   /**
-   * What the keep-alive timer runs: keeps the lease alive; if it expired while etcd was away,
-   * registers again, and keeps trying on later runs until every network has this host back.
-   * Public so tests drive it without waiting for the timer.
+   * What the renewal timer runs: keeps the lease alive; if it expired while etcd was away,
+   * registers again in full (lease, registration, blocks, static addresses) and keeps trying
+   * on later runs until every network has this host back. True when all is in order. Public
+   * so tests drive it without waiting for the timer.
    */
-  async renewLease(): Promise<void> {
+  async renewLease(): Promise<boolean> {
+    const current = this.#lease;
     try {
-      const current = this.#lease;
       const lease = await current;
       const alive = lease !== undefined && (await this.#kv.keepAlive(lease));
-      if (alive && !this.#registrationLost) return;
+      if (alive && !this.#registrationLost) return true;
       if (!alive && lease !== undefined) {
         this.#logger.warn("etcd lease expired; registering this host again");
         if (this.#lease === current) this.#lease = undefined;
       }
-      this.#registrationLost = true;
-      for (const vni of this.#members) await this.#register(vni);
-      this.#registrationLost = false;
     } catch (error) {
       this.#logger.warn({ err: error }, "cannot renew etcd lease; running containers keep working");
+      return false;
     }
+    this.#registrationLost = true;
+    let complete = true;
+    for (const [vni, joined] of this.#joined) {
+      try {
+        await this.#register(vni, joined.config);
+        await this.#reclaim(vni);
+      } catch (error) {
+        complete = false;
+        const conflicting = error instanceof SwitchyardError && error.kind === "Conflict";
+        this.#logger[conflicting ? "error" : "warn"](
+          { err: error, vni },
+          "cannot register this host again yet; retrying",
+        );
+      }
+    }
+    if (complete) this.#registrationLost = false;
+    return complete;
   }
 
   async #dropLease(): Promise<void> {
-    if (this.#keepAlive !== undefined) clearInterval(this.#keepAlive);
-    this.#keepAlive = undefined;
+    this.#stopRenewals();
     const lease = this.#lease;
     this.#lease = undefined;
     this.#registrationLost = false;
@@ -214,45 +570,104 @@ export class ClusterService {
     }
   }
 
-  /** Lists the network's hosts, then watches for changes; re-lists whenever the watch breaks. */
+  /**
+   * Lists the network's hosts, then watches for changes; lists again whenever the watch breaks,
+   * and when it has said nothing for a while: a silent partition can leave a stream open that
+   * never reports again, and listing (which times out) tells a live etcd from a lost one.
+   */
   #follow(vni: number): void {
     if (this.#watches.has(vni)) return;
     const controller = new AbortController();
     this.#watches.set(vni, controller);
-    const prefix = `${ROOT}/${vni}/hosts/`;
+    const prefix = `${networkPrefix(vni)}hosts/`;
+    /** The peers last told, and whether the last watch ended only because it went quiet. */
+    let published = "";
+    let quiet = false;
     const loop = async (): Promise<void> => {
       while (!controller.signal.aborted) {
+        const attempt = new AbortController();
+        const stopAttempt = (): void => attempt.abort();
+        controller.signal.addEventListener("abort", stopAttempt, { once: true });
+        let timer: NodeJS.Timeout | undefined;
+        const quietFrom = (): void => {
+          clearTimeout(timer);
+          timer = setTimeout(() => {
+            quiet = true;
+            attempt.abort();
+          }, this.#watchIdleMs);
+          timer.unref();
+        };
+        const wasQuiet = quiet;
+        quiet = false;
         try {
           const peers = new Map<string, string>();
           const listing = await this.#kv.snapshot(prefix);
           for (const entry of listing.entries) peers.set(entry.key, entry.value);
-          const publish = () =>
-            this.#onPeers(
-              vni,
-              [...peers.entries()]
-                .filter(([key]) => !key.endsWith(`/${this.#identity.hostId}`))
-                .map(([, vtep]) => vtep)
-                .sort(),
-            );
+          const publish = (): void => {
+            const list = [...peers.entries()]
+              .filter(([key]) => !key.endsWith(`/${this.#identity.hostId}`))
+              .map(([, vtep]) => vtep)
+              .sort();
+            // A listing after a quiet spell is news only when it differs from what was told.
+            if (wasQuiet && list.join() === published) return;
+            published = list.join();
+            this.#onPeers(vni, list);
+          };
           publish();
+          quietFrom();
           await this.#kv.watch(
             prefix,
             (event) => {
+              quietFrom();
               if (event.type === "DELETE") peers.delete(event.key);
               else peers.set(event.key, event.value);
               publish();
             },
-            controller.signal,
+            attempt.signal,
             listing.revision,
           );
         } catch (error) {
           this.#logger.debug({ err: error, vni }, "watch of peers broke");
+        } finally {
+          clearTimeout(timer);
+          controller.signal.removeEventListener("abort", stopAttempt);
+        }
+        if (quiet) {
+          this.#logger.debug({ vni }, "no word from the etcd watch for a while; listing again");
+          continue;
         }
         if (!controller.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1_000));
       }
     };
     void loop();
   }
+}
+
+/** Every key of one multi-host network starts with this. */
+const networkPrefix = (vni: number): string => `${ROOT}/${vni}/`;
+
+/** The `/length` blocks of `pool`, in order, that share an address with `range`. */
+function* blocksOverlapping(pool: IpPrefix, length: number, range: IpPrefix): Generator<IpPrefix> {
+  const shift = BigInt(addressBits(pool.v6) - length);
+  const base = firstAddress(pool);
+  const poolLast = lastAddress(pool);
+  // biome-ignore lint/complexity/useMathMinMax: bigints; Math.max does not take them
+  const from = firstAddress(range) > base ? firstAddress(range) : base;
+  // biome-ignore lint/complexity/useMathMinMax: bigints; Math.min does not take them
+  const to = lastAddress(range) < poolLast ? lastAddress(range) : poolLast;
+  if (from > to) return;
+  for (let index = (from - base) >> shift; index <= (to - base) >> shift; index++) {
+    yield nthSubnet(pool, length, index);
+  }
+}
+
+/** The network's record in etcd, or Internal when it is not one Switchyard wrote. */
+function parseStoredConfig(vni: number, text: string): StoredConfig {
+  try {
+    const parsed = JSON.parse(text) as StoredConfig;
+    if (typeof parsed.subnet === "string" && typeof parsed.gateway === "string") return parsed;
+  } catch {}
+  throw internal(`vxlan.id ${vni}: etcd holds a record Switchyard cannot read: ${text}`);
 }
 
 /** Block CIDRs as etcd key segments ("/" is the key separator). */

@@ -1,7 +1,16 @@
 import { request as httpRequest } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { internal, SwitchyardError } from "../errors.ts";
-import type { KeyValue, KeyValueStore, Snapshot, WatchEvent } from "./kv.ts";
+import type {
+  Compare,
+  KeyValue,
+  KeyValueStore,
+  Snapshot,
+  Txn,
+  TxnOperation,
+  TxnResult,
+  WatchEvent,
+} from "./kv.ts";
 
 /** TLS material for etcd client connections (files mounted into the plugin). */
 export interface EtcdTls {
@@ -30,6 +39,45 @@ function prefixEnd(prefix: string): string {
     }
   }
   return encode("\0");
+}
+
+const COMPARE_TARGETS = {
+  value: ["VALUE", "value"],
+  version: ["VERSION", "version"],
+  createRevision: ["CREATE", "create_revision"],
+  modRevision: ["MOD", "mod_revision"],
+} as const;
+const COMPARE_RESULTS = { "=": "EQUAL", "!=": "NOT_EQUAL", "<": "LESS", ">": "GREATER" } as const;
+
+/** A compare as etcd's JSON gateway takes it. */
+function wireCompare(compare: Compare): Record<string, string> {
+  const [target, field] = COMPARE_TARGETS[compare.target];
+  return {
+    key: encode(compare.key),
+    ...(compare.prefix ? { range_end: prefixEnd(compare.key) } : {}),
+    target,
+    result: COMPARE_RESULTS[compare.result],
+    [field]: compare.target === "value" ? encode(compare.operand) : compare.operand,
+  };
+}
+
+/** A transaction's write as etcd's JSON gateway takes it. */
+function wireOperation(operation: TxnOperation): Record<string, unknown> {
+  if (operation.type === "put") {
+    return {
+      request_put: {
+        key: encode(operation.key),
+        value: encode(operation.value),
+        ...(operation.lease === undefined ? {} : { lease: operation.lease }),
+      },
+    };
+  }
+  return {
+    request_delete_range: {
+      key: encode(operation.key),
+      ...(operation.prefix ? { range_end: prefixEnd(operation.key) } : {}),
+    },
+  };
 }
 
 interface RawKv {
@@ -114,6 +162,17 @@ export class EtcdClient implements KeyValueStore {
 
   async deletePrefix(prefix: string): Promise<void> {
     await this.#call("/v3/kv/deleterange", { key: encode(prefix), range_end: prefixEnd(prefix) });
+  }
+
+  /** Compares, then the success or failure writes, atomically (etcd's `txn`). */
+  async txn(request: Txn): Promise<TxnResult> {
+    const answer = await this.#call("/v3/kv/txn", {
+      compare: request.compare.map(wireCompare),
+      success: request.success.map(wireOperation),
+      failure: (request.failure ?? []).map(wireOperation),
+    });
+    const revision = String((answer.header as { revision?: string } | undefined)?.revision ?? "0");
+    return { succeeded: answer.succeeded === true, revision };
   }
 
   /** A lease that expires `ttlSeconds` after its last keep-alive. */
@@ -270,7 +329,8 @@ export class EtcdClient implements KeyValueStore {
   ) {
     const options = {
       method: "POST",
-      host: endpoint.hostname,
+      // URL keeps an IPv6 literal's brackets ("[fd00::1]"), which name no host to connect to.
+      host: endpoint.hostname.replace(/^\[(.*)\]$/, "$1"),
       port: endpoint.port || (endpoint.protocol === "https:" ? 443 : 2379),
       path,
       headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },

@@ -20,8 +20,42 @@ export interface Snapshot {
 }
 
 /**
+ * One condition of a transaction, on one key or (with `prefix`) on every key that has `key` as
+ * prefix, as etcd's Compare with a `range_end`. Revisions and versions of a missing key are 0;
+ * over a prefix with no keys the condition holds, except on "value", which never holds for
+ * a missing key (etcd cannot tell a missing value from an empty one).
+ */
+export interface Compare {
+  key: string;
+  prefix?: boolean;
+  /** The key's value, its version (writes since created), create or last-modify revision. */
+  target: "value" | "version" | "createRevision" | "modRevision";
+  result: "=" | "!=" | "<" | ">";
+  /** A value, or a number in decimal for the other targets. */
+  operand: string;
+}
+
+/** One write of a transaction. */
+export type TxnOperation =
+  | { type: "put"; key: string; value: string; lease?: string }
+  | { type: "delete"; key: string; prefix?: boolean };
+
+/** etcd's compare-and-swap: when every compare holds the success writes run, else failure's. */
+export interface Txn {
+  compare: Compare[];
+  success: TxnOperation[];
+  failure?: TxnOperation[];
+}
+
+/** Whether the compares held, and the store revision after the transaction. */
+export interface TxnResult {
+  succeeded: boolean;
+  revision: string;
+}
+
+/**
  * The shared key-value store multi-host networks keep their state in: etcd v3's model
- * (revisions, create-if-absent, leases, watches), narrowed to what ClusterService
+ * (revisions, transactions, leases, watches), narrowed to what ClusterService
  * uses, so the overlay logic runs against etcd in production and an in-memory fake in tests.
  */
 export interface KeyValueStore {
@@ -39,6 +73,11 @@ export interface KeyValueStore {
   delete(key: string): Promise<void>;
   /** Deletes every key with the prefix. */
   deletePrefix(prefix: string): Promise<void>;
+  /**
+   * Runs the compares and then the success (or failure) writes in one atomic step: one
+   * revision, and no other write in between.
+   */
+  txn(request: Txn): Promise<TxnResult>;
   /** A lease that expires `ttlSeconds` after its last keep-alive. */
   grantLease(ttlSeconds: number): Promise<string>;
   /** Renews a lease; false when the store no longer knows it (it expired). */

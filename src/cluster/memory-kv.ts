@@ -1,5 +1,14 @@
 import { internal } from "../errors.ts";
-import type { KeyValue, KeyValueStore, Snapshot, WatchEvent } from "./kv.ts";
+import type {
+  Compare,
+  KeyValue,
+  KeyValueStore,
+  Snapshot,
+  Txn,
+  TxnOperation,
+  TxnResult,
+  WatchEvent,
+} from "./kv.ts";
 
 /** A store call by name, to make just that kind of call fail. */
 export type KeyValueOperation = keyof KeyValueStore;
@@ -7,6 +16,10 @@ export type KeyValueOperation = keyof KeyValueStore;
 interface Entry {
   value: string;
   lease: string | undefined;
+  createRevision: number;
+  modRevision: number;
+  /** Writes since the key was created (1 after the create). */
+  version: number;
 }
 
 interface Lease {
@@ -25,6 +38,8 @@ interface Watcher {
   onEvent: (event: WatchEvent) => void;
   /** The first revision this watcher has not been told about yet. */
   next: number;
+  /** Open but told nothing any more, as a stream over a silently broken connection. */
+  stalled: boolean;
   end: () => void;
 }
 
@@ -38,7 +53,8 @@ const byKey = (a: string, b: string): number => Buffer.compare(Buffer.from(a), B
  * on a later turn of the event loop, as a network store would, so concurrent callers interleave.
  *
  * Time stands still unless a test calls {@link advance}; {@link expireLease} ends a lease at
- * once. {@link unavailable} and {@link failing} make calls reject, as when etcd is away.
+ * once. {@link unavailable} and {@link failing} make calls reject, as when etcd is away;
+ * {@link stallWatches} makes open watches go silent, as a partition nobody noticed does.
  */
 export class MemoryKeyValueStore implements KeyValueStore {
   /** Kinds of call that reject while listed (the rest keep working). */
@@ -71,6 +87,11 @@ export class MemoryKeyValueStore implements KeyValueStore {
   /** Ids of the leases the store still knows. */
   get leases(): string[] {
     return [...this.#leases.keys()];
+  }
+
+  /** Open watches stay open but hear of no change any more (a silent partition). */
+  stallWatches(): void {
+    for (const watcher of this.#watchers) watcher.stalled = true;
   }
 
   /** Moves the store's clock on; leases not kept alive within their TTL end, with their keys. */
@@ -132,6 +153,14 @@ export class MemoryKeyValueStore implements KeyValueStore {
     this.#remove([...this.#entries.keys()].filter((key) => key.startsWith(prefix)));
   }
 
+  async txn(request: Txn): Promise<TxnResult> {
+    await this.#enter("txn");
+    // Compares and writes run in one turn: no other call can come between them.
+    const succeeded = request.compare.every((compare) => this.#holds(compare));
+    this.#apply(succeeded ? request.success : (request.failure ?? []));
+    return { succeeded, revision: this.revision };
+  }
+
   async grantLease(ttlSeconds: number): Promise<string> {
     await this.#enter("grantLease");
     const id = String(this.#nextLease++);
@@ -167,6 +196,7 @@ export class MemoryKeyValueStore implements KeyValueStore {
         prefix,
         onEvent,
         next,
+        stalled: false,
         end: () => {
           this.#watchers.delete(watcher);
           signal.removeEventListener("abort", watcher.end);
@@ -189,27 +219,84 @@ export class MemoryKeyValueStore implements KeyValueStore {
   }
 
   #set(key: string, value: string, lease: string | undefined): void {
-    // etcd refuses a put on a lease it does not know (an expired one, say).
-    const attachTo = lease === undefined ? undefined : this.#leases.get(lease);
-    if (lease !== undefined && attachTo === undefined) {
-      throw internal(`etcd: requested lease ${lease} not found`);
-    }
-    const previous = this.#entries.get(key);
-    if (previous?.lease !== undefined) this.#leases.get(previous.lease)?.keys.delete(key);
-    this.#entries.set(key, { value, lease });
-    attachTo?.keys.add(key);
-    this.#commit([{ type: "PUT", key, value }]);
+    this.#apply([{ type: "put", key, value, ...(lease === undefined ? {} : { lease }) }]);
   }
 
   /** Deletes the keys that exist in one write (one revision); nothing at all is no write. */
   #remove(keys: string[]): void {
-    const events: WatchEvent[] = [];
-    for (const key of keys.sort(byKey)) {
+    this.#apply(keys.map((key) => ({ type: "delete", key })));
+  }
+
+  /** Whether one compare holds now, as etcd's applyCompare decides it. */
+  #holds(compare: Compare): boolean {
+    const keys = compare.prefix
+      ? [...this.#entries.keys()].filter((key) => key.startsWith(compare.key))
+      : this.#entries.has(compare.key)
+        ? [compare.key]
+        : [];
+    if (keys.length === 0) {
+      if (compare.target === "value") return false;
+      return compareWith(compare, 0n);
+    }
+    return keys.every((key) => {
       const entry = this.#entries.get(key);
-      if (entry === undefined) continue;
-      this.#entries.delete(key);
-      if (entry.lease !== undefined) this.#leases.get(entry.lease)?.keys.delete(key);
-      events.push({ type: "DELETE", key, value: "" });
+      if (entry === undefined) return false;
+      switch (compare.target) {
+        case "value":
+          return compareWith(compare, BigInt(byKey(entry.value, compare.operand)), 0n);
+        case "version":
+          return compareWith(compare, BigInt(entry.version));
+        case "createRevision":
+          return compareWith(compare, BigInt(entry.createRevision));
+        case "modRevision":
+          return compareWith(compare, BigInt(entry.modRevision));
+      }
+      return false;
+    });
+  }
+
+  /**
+   * Applies writes as one revision (none when nothing changes). As etcd, a put on a lease the
+   * store does not know fails the whole request, and one key put twice is refused.
+   */
+  #apply(operations: readonly TxnOperation[]): void {
+    const puts = operations.filter((operation) => operation.type === "put");
+    if (new Set(puts.map((operation) => operation.key)).size !== puts.length) {
+      throw internal("etcdserver: duplicate key given in txn request");
+    }
+    for (const put of puts) {
+      if (put.lease !== undefined && !this.#leases.has(put.lease)) {
+        throw internal(`etcd: requested lease ${put.lease} not found`);
+      }
+    }
+    const revision = this.#revision + 1;
+    const events: WatchEvent[] = [];
+    for (const operation of operations) {
+      if (operation.type === "put") {
+        const { key, value, lease } = operation;
+        const previous = this.#entries.get(key);
+        if (previous?.lease !== undefined) this.#leases.get(previous.lease)?.keys.delete(key);
+        this.#entries.set(key, {
+          value,
+          lease,
+          createRevision: previous?.createRevision ?? revision,
+          modRevision: revision,
+          version: (previous?.version ?? 0) + 1,
+        });
+        if (lease !== undefined) this.#leases.get(lease)?.keys.add(key);
+        events.push({ type: "PUT", key, value });
+        continue;
+      }
+      const keys = operation.prefix
+        ? [...this.#entries.keys()].filter((key) => key.startsWith(operation.key))
+        : [operation.key];
+      for (const key of keys.sort(byKey)) {
+        const entry = this.#entries.get(key);
+        if (entry === undefined) continue;
+        this.#entries.delete(key);
+        if (entry.lease !== undefined) this.#leases.get(entry.lease)?.keys.delete(key);
+        events.push({ type: "DELETE", key, value: "" });
+      }
     }
     if (events.length > 0) this.#commit(events);
   }
@@ -234,6 +321,7 @@ export class MemoryKeyValueStore implements KeyValueStore {
       this.#flushScheduled = false;
       const upTo = this.#revision;
       for (const watcher of [...this.#watchers]) {
+        if (watcher.stalled) continue;
         for (const change of this.#history) {
           if (!this.#watchers.has(watcher)) break;
           if (change.revision < watcher.next || change.revision > upTo) continue;
@@ -244,4 +332,20 @@ export class MemoryKeyValueStore implements KeyValueStore {
       }
     });
   }
+}
+
+/** `actual` against the compare's operand (or `against`, for values compared beforehand). */
+function compareWith(compare: Compare, actual: bigint, against?: bigint): boolean {
+  const operand = against ?? BigInt(compare.operand);
+  switch (compare.result) {
+    case "=":
+      return actual === operand;
+    case "!=":
+      return actual !== operand;
+    case "<":
+      return actual < operand;
+    case ">":
+      return actual > operand;
+  }
+  return false;
 }

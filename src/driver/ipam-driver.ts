@@ -99,8 +99,14 @@ export class IpamDriver {
       return this.#requestStatic(cluster, shared.vni, input.poolId, address);
     for (;;) {
       try {
+        // A block etcd gives to another host (found when re-registering) serves no more here.
+        const conflicted = cluster.conflictedBlocks(shared.vni);
         return await this.#state.commit((state, ipam) =>
-          ipam.requestAddress(input.poolId, { within: this.#record(state, shared.vni).blocks }),
+          ipam.requestAddress(input.poolId, {
+            within: this.#record(state, shared.vni).blocks.filter(
+              (block) => !conflicted.includes(block),
+            ),
+          }),
         );
       } catch (error) {
         if (!(error instanceof SwitchyardError && error.kind === "Exhausted")) throw error;
@@ -162,9 +168,12 @@ export class IpamDriver {
 
   async #claimBlock(cluster: ClusterService, vni: number): Promise<void> {
     const record = this.#record(this.#state.document, vni);
+    // With an --ip-range, only blocks that overlap it can serve automatic addresses.
+    const range =
+      record.poolId === undefined ? undefined : this.#state.ipam.pool(record.poolId)?.subPool;
     let block: string;
     try {
-      block = await cluster.claimBlock(vni, record.subnet, record.blocks);
+      block = await cluster.claimBlock(vni, record.subnet, record.blocks, range);
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       throw new SwitchyardError(

@@ -81,8 +81,8 @@ export class Networks {
       try {
         const vni = options.vxlanId;
         if (vni !== undefined) {
-          join = await this.#overlay.join(vni, input.ipv4, options.mtu);
-          undo.push("leave the multi-host network", () => this.#overlay.leave(vni, []));
+          join = await this.#overlay.join(vni, input.ipv4, options.mtu, options.enableIpv6);
+          undo.push("leave the multi-host network", () => this.#overlay.leave(vni));
         }
         const network = planNetwork(input, bridge, join);
         for (const step of this.#steps) {
@@ -124,10 +124,6 @@ export class Networks {
       await this.#context.deletions.settled(networkId);
       const endpoints = endpointsOf(this.#context.state.document, networkId);
       const vni = network.vxlanId;
-      const blocks =
-        vni === undefined
-          ? []
-          : (this.#context.state.document.cluster?.networks[String(vni)]?.blocks ?? []);
       const remove = (state: StateDocument): void => {
         for (const endpoint of endpointsOf(state, networkId)) delete state.endpoints[endpoint.id];
         delete state.networks[networkId];
@@ -141,7 +137,7 @@ export class Networks {
       }
       if (vni !== undefined) {
         await this.#cleanup("delete the VXLAN device", datapath.deleteLink(vxlanDeviceName(vni)));
-        await this.#overlay.leave(vni, blocks);
+        await this.#overlay.leave(vni);
       }
       if (network.bridgeOwned)
         await this.#cleanup("delete the bridge", datapath.deleteBridge(network.bridge));

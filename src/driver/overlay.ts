@@ -1,4 +1,4 @@
-import { badRequest, conflict } from "../errors.ts";
+import { badRequest, conflict, SwitchyardError } from "../errors.ts";
 import { vxlanDeviceName } from "../names.ts";
 import type {
   ClusterState,
@@ -25,7 +25,7 @@ export interface OverlayJoin {
   mtu: number;
   peers: string[];
   /** The local IPAM pool the network's addresses come from. */
-  poolId: string | undefined;
+  poolId: string;
 }
 
 /**
@@ -45,12 +45,13 @@ export class Overlay {
 
   /**
    * Agrees with the other hosts in etcd on a multi-host network (never inside the state
-   * queue); `leave` undoes it.
+   * queue); `leave` undoes it. What can be refused without etcd is refused first.
    */
   async join(
     vni: number,
     ipv4: readonly NetworkAddressing[],
     mtu: number | undefined,
+    enableIpv6 = false,
   ): Promise<OverlayJoin> {
     const cluster = this.#context.cluster;
     if (cluster === undefined) {
@@ -58,9 +59,30 @@ export class Overlay {
         "option vxlan.id makes a multi-host network, which needs etcd: docker plugin set switchyard:latest ETCD_ENDPOINTS=http://HOST:2379 (while disabled)",
       );
     }
+    if (enableIpv6) {
+      throw badRequest(
+        `a multi-host network (-o vxlan.id=${vni}) is IPv4 only for now: create it without --ipv6`,
+      );
+    }
     const first = ipv4[0];
     if (first?.gateway === undefined)
       throw badRequest(`a multi-host network needs an IPv4 subnet and gateway`);
+    // Addresses come from blocks claimed in etcd, which only Switchyard's IPAM driver does;
+    // another IPAM driver would hand out the same addresses on every host.
+    // The pool of another network on this host (IPAM pools never overlap) is not this one's.
+    const document = this.#context.state.document;
+    const usedPools = new Set([
+      ...Object.values(document.networks).flatMap((network) => network.ipv4.map((a) => a.pool)),
+    ]);
+    const poolId = usedPools.has(first.pool)
+      ? undefined
+      : this.#context.state.ipam.pools().find((pool) => !pool.v6 && pool.pool === first.pool)
+          ?.poolId;
+    if (poolId === undefined) {
+      throw badRequest(
+        `a multi-host network (-o vxlan.id=${vni}) needs Switchyard's IPAM driver, which keeps addresses apart across hosts: add --ipam-driver switchyard:latest to docker network create`,
+      );
+    }
     const owner = Object.values(this.#context.state.document.networks).find(
       (network) => network.vxlanId === vni,
     );
@@ -70,8 +92,14 @@ export class Overlay {
       );
     }
     this.#joining.add(vni);
+    let joined = false;
     try {
-      await cluster.joinNetwork(vni, { subnet: first.pool, gateway: first.gateway });
+      await cluster.joinNetwork(
+        vni,
+        { subnet: first.pool, gateway: first.gateway },
+        { fresh: true },
+      );
+      joined = true;
       // VXLAN adds 50 bytes: unless told otherwise, leave room for them under the underlay MTU.
       const underlay = (await this.#context.datapath.mtuOfAddress(cluster.identity.vtep)) ?? 1500;
       return {
@@ -80,11 +108,13 @@ export class Overlay {
         gateway: first.gateway,
         mtu: mtu ?? underlay - VXLAN_OVERHEAD,
         peers: this.#peers.get(vni) ?? [],
-        poolId: this.#context.state.ipam
-          .pools()
-          .find((pool) => !pool.v6 && pool.pool === first.pool)?.poolId,
+        poolId,
       };
     } catch (error) {
+      // A join cut short leaves nothing in etcd: the caller has no undo for it yet. A join
+      // that failed half-way may have registered this host, so that is undone too.
+      if (joined || !(error instanceof SwitchyardError && error.kind === "Conflict"))
+        await this.leave(vni);
       this.#joining.delete(vni);
       throw error;
     }
@@ -96,9 +126,9 @@ export class Overlay {
   }
 
   /** Drops this host's entries from etcd; failures are logged (leases age them out). */
-  async leave(vni: number, blocks: readonly string[]): Promise<void> {
+  async leave(vni: number): Promise<void> {
     try {
-      await this.#context.cluster?.leaveNetwork(vni, blocks);
+      await this.#context.cluster?.leaveNetwork(vni);
     } catch (error) {
       this.#context.logger.warn(
         { err: error, vni },
@@ -136,7 +166,7 @@ export class Overlay {
     this.#clusterState(state).networks[String(join.vni)] = {
       vni: join.vni,
       networkId,
-      ...(join.poolId === undefined ? {} : { poolId: join.poolId }),
+      poolId: join.poolId,
       subnet: join.subnet,
       gateway: join.gateway,
       blocks: [],

@@ -167,6 +167,7 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
     const [a, b] = hosts as [SimHost, SimHost];
     pools.push(await createNetwork(a));
     // Another subnet under the same vxlan.id is refused by what etcd holds, before anything is made.
+    const other = await b.ipam.requestPool({ addressSpace: "LocalDefault", pool: "10.61.0.0/24" });
     await assert.rejects(
       b.network.createNetwork({
         networkId: NETWORK_ID,
@@ -176,6 +177,7 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
       }),
       /vxlan\.id 4242 is already used with subnet 10\.60\.0\.0\/24 and gateway 10\.60\.0\.1\/24 on other hosts/,
     );
+    await b.ipam.releasePool(other.poolId);
     pools.push(await createNetwork(b));
     addresses.push(await runContainer(a, pools[0] ?? "", "a1"));
     addresses.push(await runContainer(b, pools[1] ?? "", "b1"));
@@ -192,10 +194,15 @@ describe("multi-host networks over VXLAN with etcd (namespaces)", () => {
   });
 
   it("a static address is refused on the other host", async () => {
-    const [a] = hosts as [SimHost];
+    const [a, b] = hosts as [SimHost, SimHost];
     await assert.rejects(
       a.ipam.requestAddress({ poolId: pools[0] ?? "", address: "10.60.0.200" }),
       /10\.60\.0\.200 is already in use on another host/,
+    );
+    // An address inside the block the other host hands out from is refused too, naming it.
+    await assert.rejects(
+      b.ipam.requestAddress({ poolId: pools[1] ?? "", address: addresses[0] ?? "" }),
+      new RegExp(`from which host ${a.ns.name} hands out addresses on vxlan\\.id 4242`),
     );
   });
 

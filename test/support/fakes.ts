@@ -1,5 +1,6 @@
 import { pino } from "pino";
 import { buildApp } from "../../src/app.ts";
+import type { ClusterService } from "../../src/cluster/cluster.ts";
 import type {
   BridgeSpec,
   Datapath,
@@ -133,10 +134,13 @@ export class FakeDatapath implements Datapath {
   }
 }
 
-/** A complete app on fakes, plus handles to look inside; `host` swaps in another host side. */
+/**
+ * A complete app on fakes, plus handles to look inside; `host` swaps in another host side,
+ * and a cluster (e.g. on an in-memory key-value store) for multi-host networks.
+ */
 export async function buildTestApp(
   store = new MemoryStore(),
-  host: { datapath?: Datapath; firewall?: Firewall } = {},
+  host: { datapath?: Datapath; firewall?: Firewall; cluster?: ClusterService } = {},
 ) {
   const logger = pino({ level: "silent" });
   const state = await StateManager.open(store, defaultIpamSettings());
@@ -155,10 +159,16 @@ export async function buildTestApp(
     publisher,
     logger,
     metrics,
+    ...(host.cluster === undefined ? {} : { cluster: host.cluster }),
+  });
+  const ipam = new IpamDriver({
+    state,
+    hostPrefixes: () => datapath.hostPrefixes(),
+    ...(host.cluster === undefined ? {} : { cluster: host.cluster }),
   });
   const app = buildApp({
     network,
-    ipam: new IpamDriver({ state, hostPrefixes: () => datapath.hostPrefixes() }),
+    ipam,
     state: () => state.document,
     metrics,
     logger,
@@ -179,5 +189,5 @@ export async function buildTestApp(
     });
     return { status: response.statusCode, body: response.json() as Record<string, unknown> };
   };
-  return { app, call, state, datapath, firewall, store, publisher, network, metrics };
+  return { app, call, state, datapath, firewall, store, publisher, network, ipam, metrics };
 }

@@ -2,7 +2,12 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
-import { type ClusterNetworkConfig, ClusterService } from "../../src/cluster/cluster.ts";
+import {
+  type ClusterNetworkConfig,
+  ClusterService,
+  type OwnedClaims,
+  renewalDelay,
+} from "../../src/cluster/cluster.ts";
 import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
 
 const ROOT = "switchyard/v1/networks";
@@ -11,6 +16,8 @@ const SUBNET = "10.60.0.0/24";
 const CONFIG: ClusterNetworkConfig = { subnet: SUBNET, gateway: "10.60.0.1/24" };
 const ALL_BLOCKS = ["10.60.0.0/26", "10.60.0.64/26", "10.60.0.128/26", "10.60.0.192/26"];
 const TIMEOUT = { timeout: 10_000 };
+/** The network's record in etcd: the config, and the block length the first host chose. */
+const STORED_CONFIG = JSON.stringify({ ...CONFIG, blockLength: 26 });
 
 /** One simulated host: its ClusterService and the peers it was last told about, per network. */
 interface Host {
@@ -27,17 +34,41 @@ afterEach(() => {
   for (const cluster of running.splice(0)) cluster.stop();
 });
 
-function makeHost(kv: MemoryKeyValueStore, id: string, vtep: string, blockLength = 26): Host {
+/** What a host's local state holds, per network (what its IPAM driver would record). */
+type LocalClaims = Map<number, OwnedClaims>;
+
+function makeHost(
+  kv: MemoryKeyValueStore,
+  id: string,
+  vtep: string,
+  blockLength = 26,
+  options: {
+    local?: LocalClaims;
+    renewalDelay?: (failures: number) => number;
+    watchIdleMs?: number;
+  } = {},
+): Host {
   const peers = new Map<number, string[]>();
+  const local = options.local;
   const cluster = new ClusterService({
     kv,
     logger: pino({ level: "silent" }),
     identity: { hostId: id, vtep },
     blockLength,
     onPeers: (vni, list) => peers.set(vni, list),
+    ...(local === undefined
+      ? {}
+      : { ownedClaims: (vni: number) => local.get(vni) ?? { blocks: [], statics: [] } }),
+    ...(options.renewalDelay === undefined ? {} : { renewalDelay: options.renewalDelay }),
+    ...(options.watchIdleMs === undefined ? {} : { watchIdleMs: options.watchIdleMs }),
   });
   running.push(cluster);
   return { id, vtep, cluster, peers };
+}
+
+/** Every host joins every network given (VNI alone by default). */
+async function joinAll(hosts: Host[], vnis = [VNI]): Promise<void> {
+  for (const vni of vnis) for (const host of hosts) await host.cluster.joinNetwork(vni, CONFIG);
 }
 
 /** Retries an assertion until it holds (watches deliver on later turns) or 3 s have passed. */
@@ -59,6 +90,16 @@ async function contents(kv: MemoryKeyValueStore, vni = VNI): Promise<Record<stri
   const base = `${ROOT}/${vni}/`;
   const entries = await kv.range(base);
   return Object.fromEntries(entries.map((entry) => [entry.key.slice(base.length), entry.value]));
+}
+
+/** The claims under one network (blocks and static addresses), as key → holder. */
+async function claims(kv: MemoryKeyValueStore, vni = VNI): Promise<Record<string, string>> {
+  const all = await contents(kv, vni);
+  return Object.fromEntries(
+    Object.entries(all).filter(
+      ([key]) => key.startsWith("blocks/") || key.startsWith("addresses/"),
+    ),
+  );
 }
 
 /** The lease a host's registration in a network hangs on. */
@@ -138,6 +179,7 @@ describe("ClusterService: static addresses", () => {
       const kv = new MemoryKeyValueStore();
       const a = makeHost(kv, "host-a", "192.0.2.1");
       const b = makeHost(kv, "host-b", "192.0.2.2");
+      await joinAll([a, b], [VNI, 4243]);
       await a.cluster.claimAddress(VNI, "10.60.0.10");
 
       await assert.rejects(b.cluster.claimAddress(VNI, "10.60.0.10"), {
@@ -147,7 +189,7 @@ describe("ClusterService: static addresses", () => {
       await a.cluster.claimAddress(VNI, "10.60.0.10");
       await b.cluster.claimAddress(VNI, "10.60.0.11");
       await b.cluster.claimAddress(4243, "10.60.0.10");
-      assert.deepEqual(await contents(kv), {
+      assert.deepEqual(await claims(kv), {
         "addresses/10.60.0.10": "host-a",
         "addresses/10.60.0.11": "host-b",
       });
@@ -158,6 +200,7 @@ describe("ClusterService: static addresses", () => {
     const kv = new MemoryKeyValueStore();
     const a = makeHost(kv, "host-a", "192.0.2.1");
     const b = makeHost(kv, "host-b", "192.0.2.2");
+    await joinAll([a, b]);
     const results = await Promise.allSettled([
       a.cluster.claimAddress(VNI, "10.60.0.10"),
       b.cluster.claimAddress(VNI, "10.60.0.10"),
@@ -169,20 +212,21 @@ describe("ClusterService: static addresses", () => {
     const kv = new MemoryKeyValueStore();
     const a = makeHost(kv, "host-a", "192.0.2.1");
     const b = makeHost(kv, "host-b", "192.0.2.2");
+    await joinAll([a, b]);
     await a.cluster.claimAddress(VNI, "10.60.0.10");
     await b.cluster.claimAddress(VNI, "10.60.0.11");
 
     await b.cluster.releaseAddress(VNI, "10.60.0.10");
     await a.cluster.releaseAddress(VNI, "10.60.0.11");
     await a.cluster.releaseAddress(VNI, "10.60.0.12");
-    assert.deepEqual(await contents(kv), {
+    assert.deepEqual(await claims(kv), {
       "addresses/10.60.0.10": "host-a",
       "addresses/10.60.0.11": "host-b",
     });
 
     await a.cluster.releaseAddress(VNI, "10.60.0.10");
     await b.cluster.claimAddress(VNI, "10.60.0.10");
-    assert.deepEqual(await contents(kv), {
+    assert.deepEqual(await claims(kv), {
       "addresses/10.60.0.10": "host-b",
       "addresses/10.60.0.11": "host-b",
     });
@@ -221,7 +265,7 @@ describe("ClusterService: joining and leaving", () => {
       await b.cluster.joinNetwork(VNI, CONFIG);
       await a.cluster.joinNetwork(VNI, CONFIG);
       assert.deepEqual(await contents(kv), {
-        config: JSON.stringify(CONFIG),
+        config: STORED_CONFIG,
         "hosts/host-a": "192.0.2.1",
         "hosts/host-b": "192.0.2.2",
       });
@@ -237,25 +281,25 @@ describe("ClusterService: joining and leaving", () => {
       const b = makeHost(kv, "host-b", "192.0.2.2");
       await a.cluster.joinNetwork(VNI, CONFIG);
       await b.cluster.joinNetwork(VNI, CONFIG);
-      const aBlock = await a.cluster.claimBlock(VNI, SUBNET, []);
+      await a.cluster.claimBlock(VNI, SUBNET, []);
       const bBlock = await b.cluster.claimBlock(VNI, SUBNET, []);
       await a.cluster.claimAddress(VNI, "10.60.0.200");
       await b.cluster.claimAddress(VNI, "10.60.0.201");
       await a.cluster.joinNetwork(4243, CONFIG);
 
-      await a.cluster.leaveNetwork(VNI, [aBlock]);
+      await a.cluster.leaveNetwork(VNI);
       assert.deepEqual(await contents(kv), {
-        config: JSON.stringify(CONFIG),
+        config: STORED_CONFIG,
         "addresses/10.60.0.201": "host-b",
         [`blocks/${bBlock.replace("/", "_")}`]: "host-b",
         "hosts/host-b": "192.0.2.2",
       });
       assert.deepEqual(Object.keys(await contents(kv, 4243)), ["config", "hosts/host-a"]);
 
-      await b.cluster.leaveNetwork(VNI, [bBlock]);
+      await b.cluster.leaveNetwork(VNI);
       assert.deepEqual(await contents(kv), {});
       assert.equal(kv.leases.length, 1, "B's lease went with its last network; A still has 4243");
-      await a.cluster.leaveNetwork(4243, []);
+      await a.cluster.leaveNetwork(4243);
       assert.deepEqual(await kv.range(""), []);
       assert.deepEqual(kv.leases, []);
     },
@@ -280,7 +324,7 @@ describe("ClusterService: following peers", () => {
     await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.2", "192.0.2.3"]));
     assert.deepEqual(c.peers.get(4243), [], "nobody else is in 4243");
 
-    await b.cluster.leaveNetwork(VNI, []);
+    await b.cluster.leaveNetwork(VNI);
     await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.3"]));
     await eventually(() => assert.deepEqual(c.peers.get(VNI), ["192.0.2.1"]));
   });
@@ -411,5 +455,309 @@ describe("ClusterService: losing the lease", () => {
     await a.cluster.renewLease();
     assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1");
     assert.equal((await contents(kv, 4243))["hosts/host-a"], "192.0.2.1");
+  });
+});
+
+describe("ClusterService: never one address from two hosts", () => {
+  it(
+    "a static address inside another host's block is refused, naming the holder",
+    TIMEOUT,
+    async () => {
+      // Regression: a --ip inside a block another host hands out from was accepted, so both
+      // hosts could give 10.60.0.5 to a container.
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      await joinAll([a, b]);
+      assert.equal(await a.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.0/26");
+
+      await assert.rejects(b.cluster.claimAddress(VNI, "10.60.0.5"), {
+        kind: "Conflict",
+        message:
+          "address 10.60.0.5 is in address block 10.60.0.0/26, from which host host-a hands out addresses on vxlan.id 4242; take a static address outside the hosts' blocks (e.g. give the network an --ip-range for automatic addresses and use --ip outside it)",
+      });
+      await a.cluster.claimAddress(VNI, "10.60.0.5");
+      await b.cluster.claimAddress(VNI, "10.60.0.70");
+      assert.deepEqual(await claims(kv), {
+        "addresses/10.60.0.5": "host-a",
+        "addresses/10.60.0.70": "host-b",
+        "blocks/10.60.0.0_26": "host-a",
+      });
+    },
+  );
+
+  it("a block holding another host's static address is not claimed", TIMEOUT, async () => {
+    // Regression: B's --ip 10.60.0.10 was taken before any block; A then claimed 10.60.0.0/26
+    // and could hand 10.60.0.10 out again.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await joinAll([a, b]);
+    await b.cluster.claimAddress(VNI, "10.60.0.10");
+    await b.cluster.claimAddress(VNI, "10.60.0.250");
+
+    assert.equal(await a.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.64/26");
+    assert.equal(await a.cluster.claimBlock(VNI, SUBNET, ["10.60.0.64/26"]), "10.60.0.128/26");
+    await assert.rejects(a.cluster.claimBlock(VNI, SUBNET, ["10.60.0.64/26", "10.60.0.128/26"]), {
+      kind: "Exhausted",
+      message:
+        "no free address block left in 10.60.0.0/24 (every /26 is held by a host or holds another host's static address)",
+    });
+    assert.equal(await b.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.0/26", "B's own is fine");
+  });
+
+  it("a static address and a block claimed at the same time never overlap", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    for (let round = 0; round < 20; round++) {
+      const vni = 5000 + round;
+      const a = makeHost(kv, `a${round}`, "192.0.2.1");
+      const b = makeHost(kv, `b${round}`, "192.0.2.2");
+      await joinAll([a, b], [vni]);
+      const [block, address] = await Promise.allSettled([
+        a.cluster.claimBlock(vni, SUBNET, []),
+        b.cluster.claimAddress(vni, "10.60.0.10"),
+      ]);
+      const stored = await claims(kv, vni);
+      const aHoldsBlock0 = stored["blocks/10.60.0.0_26"] === `a${round}`;
+      const bHoldsStatic = stored["addresses/10.60.0.10"] === `b${round}`;
+      assert.ok(!(aHoldsBlock0 && bHoldsStatic), `round ${round}: ${JSON.stringify(stored)}`);
+      assert.equal(block.status, "fulfilled");
+      if (address.status === "rejected") assert.ok(aHoldsBlock0);
+    }
+  });
+
+  it("blocks are carved from the pool's --ip-range, aligned to the subnet", TIMEOUT, async () => {
+    // Regression: with --ip-range 10.60.0.128/25 each failed automatic address claimed one
+    // more block from the start of the subnet (none of them usable), leaking blocks.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    const range = "10.60.0.128/25";
+    assert.equal(await a.cluster.claimBlock(VNI, SUBNET, [], range), "10.60.0.128/26");
+    assert.equal(await b.cluster.claimBlock(VNI, SUBNET, [], range), "10.60.0.192/26");
+    await assert.rejects(a.cluster.claimBlock(VNI, SUBNET, ["10.60.0.128/26"], range), {
+      kind: "Exhausted",
+      message:
+        "no free address block left in IP range 10.60.0.128/25 of 10.60.0.0/24 (every /26 is held by a host)",
+    });
+    // A range smaller than a block gets the aligned block around it, never a smaller one
+    // that would overlap another host's block.
+    assert.equal(await a.cluster.claimBlock(4243, SUBNET, [], "10.60.0.40/29"), "10.60.0.0/26");
+    assert.deepEqual(Object.keys(await claims(kv)), [
+      "blocks/10.60.0.128_26",
+      "blocks/10.60.0.192_26",
+    ]);
+  });
+
+  it("every host uses the block length the first host recorded", TIMEOUT, async () => {
+    // Regression: hosts with different ADDRESS_BLOCK_SIZE claimed overlapping blocks (a /24
+    // over another host's /26) and handed out the same addresses.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26);
+    const b = makeHost(kv, "host-b", "192.0.2.2", 24);
+    await joinAll([a, b]);
+    assert.equal(await a.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.0/26");
+    assert.equal(await b.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.64/26");
+    await assert.rejects(b.cluster.claimAddress(VNI, "10.60.0.3"), { kind: "Conflict" });
+  });
+});
+
+describe("ClusterService: the last host", () => {
+  it(
+    "keeps the claims of a host that is down: only an empty network is cleared",
+    TIMEOUT,
+    async () => {
+      // Regression: when the last registered host left, the whole network was deleted,
+      // including the blocks and statics of a host whose lease had lapsed; its running
+      // containers' addresses were then free for anyone.
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      await joinAll([a, b]);
+      await a.cluster.claimBlock(VNI, SUBNET, []);
+      await a.cluster.claimAddress(VNI, "10.60.0.200");
+      await b.cluster.claimBlock(VNI, SUBNET, []);
+      kv.expireLease(await leaseOf(kv, a)); // A is down
+
+      await b.cluster.leaveNetwork(VNI);
+      assert.deepEqual(await contents(kv), {
+        config: STORED_CONFIG,
+        "addresses/10.60.0.200": "host-a",
+        "blocks/10.60.0.0_26": "host-a",
+      });
+      // Nobody else can take A's block or its static meanwhile.
+      const c = makeHost(kv, "host-c", "192.0.2.3");
+      await joinAll([c]);
+      assert.equal(await c.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.64/26");
+      await assert.rejects(c.cluster.claimAddress(VNI, "10.60.0.200"), { kind: "Conflict" });
+      // A comes back and leaves cleanly: with C gone too, the network is cleared.
+      await c.cluster.leaveNetwork(VNI);
+      await a.cluster.leaveNetwork(VNI);
+      assert.deepEqual(await kv.range(""), []);
+    },
+  );
+
+  it("a host joining while the last one leaves is never left without config", TIMEOUT, async () => {
+    // Regression: the leaver saw no hosts and deleted the network's prefix between the
+    // joiner's check of the config and its registration: the joiner was registered in a
+    // network without config, and the next host could record another subnet.
+    for (let round = 0; round < 10; round++) {
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      for (let turn = 0; turn < round; turn++) await new Promise((r) => setImmediate(r));
+      await Promise.all([a.cluster.leaveNetwork(VNI), b.cluster.joinNetwork(VNI, CONFIG)]);
+      assert.deepEqual(
+        await contents(kv),
+        {
+          config: STORED_CONFIG,
+          "hosts/host-b": "192.0.2.2",
+        },
+        `round ${round}`,
+      );
+      a.cluster.stop();
+      b.cluster.stop();
+    }
+  });
+
+  it(
+    "a network created here again gives back what a failed leave left behind",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      await joinAll([a, b]);
+      await a.cluster.claimBlock(VNI, SUBNET, []);
+      await a.cluster.claimAddress(VNI, "10.60.0.100");
+      kv.unavailable = true;
+      await assert.rejects(a.cluster.leaveNetwork(VNI));
+      kv.unavailable = false;
+
+      await a.cluster.joinNetwork(VNI, CONFIG, { fresh: true });
+      assert.deepEqual(await claims(kv), {});
+    },
+  );
+});
+
+describe("ClusterService: a host returns", () => {
+  it("re-claims its blocks and statics from its own state after a restart", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const local: LocalClaims = new Map([
+      [VNI, { blocks: ["10.60.0.0/26"], statics: ["10.60.0.200"] }],
+    ]);
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26, { local });
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    // etcd lost A's claims (restored from an old backup, say) while A was away.
+    await kv.deletePrefix(`${ROOT}/${VNI}/blocks/`);
+    await kv.deletePrefix(`${ROOT}/${VNI}/addresses/`);
+    a.cluster.stop();
+
+    const again = makeHost(kv, "host-a", "192.0.2.1", 26, { local });
+    again.cluster.resume([{ vni: VNI, config: CONFIG }]);
+    await eventually(async () =>
+      assert.deepEqual(await claims(kv), {
+        "addresses/10.60.0.200": "host-a",
+        "blocks/10.60.0.0_26": "host-a",
+      }),
+    );
+    assert.deepEqual(again.cluster.conflictedBlocks(VNI), []);
+  });
+
+  it(
+    "a block another host took meanwhile is a conflict: no new addresses from it",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const local: LocalClaims = new Map([
+        [VNI, { blocks: ["10.60.0.0/26", "10.60.0.64/26"], statics: [] }],
+      ]);
+      const a = makeHost(kv, "host-a", "192.0.2.1", 26, { local });
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      await joinAll([a, b]);
+      await kv.deletePrefix(`${ROOT}/${VNI}/blocks/`);
+      assert.equal(await b.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.0/26");
+
+      kv.expireLease(await leaseOf(kv, a));
+      assert.equal(await a.cluster.renewLease(), true);
+      assert.deepEqual(a.cluster.conflictedBlocks(VNI), ["10.60.0.0/26"]);
+      assert.deepEqual(await claims(kv), {
+        "blocks/10.60.0.0_26": "host-b",
+        "blocks/10.60.0.64_26": "host-a",
+      });
+    },
+  );
+
+  it(
+    "a lapsed registration comes back in full: lease, host key, blocks, statics",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const local: LocalClaims = new Map([
+        [VNI, { blocks: ["10.60.0.64/26"], statics: ["10.60.0.5"] }],
+      ]);
+      const a = makeHost(kv, "host-a", "192.0.2.1", 26, { local });
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      const lost = await leaseOf(kv, a);
+      await kv.deletePrefix(`${ROOT}/${VNI}/blocks/`);
+      await kv.deletePrefix(`${ROOT}/${VNI}/addresses/`);
+      kv.expireLease(lost);
+
+      assert.equal(await a.cluster.renewLease(), true);
+      assert.notEqual(await leaseOf(kv, a), lost);
+      assert.deepEqual(await contents(kv), {
+        config: STORED_CONFIG,
+        "addresses/10.60.0.5": "host-a",
+        "blocks/10.60.0.64_26": "host-a",
+        "hosts/host-a": "192.0.2.1",
+      });
+    },
+  );
+});
+
+describe("ClusterService: renewal and watch keep going", () => {
+  it("renewal waits a third of the TTL, then backs off from 250 ms to 10 s", TIMEOUT, () => {
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 5, 6, 7, 100].map(renewalDelay),
+      [5_000, 250, 500, 1_000, 2_000, 4_000, 8_000, 10_000, 10_000],
+    );
+  });
+
+  it("renewal retries on its own until etcd answers, then re-registers", TIMEOUT, async () => {
+    // Regression: renewal ran every 5 s whatever happened, so a short outage could outlast
+    // the lease between two attempts, and nothing retried sooner.
+    const kv = new MemoryKeyValueStore();
+    let attempts = 0;
+    const keepAlive = kv.keepAlive.bind(kv);
+    kv.keepAlive = (lease: string) => {
+      attempts += 1;
+      return keepAlive(lease);
+    };
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26, {
+      renewalDelay: (failures) => (failures === 0 ? 30 : 5),
+    });
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    kv.unavailable = true;
+    await eventually(() => assert.ok(attempts >= 1));
+    const failedFrom = attempts;
+    await sleep(150);
+    assert.ok(attempts - failedFrom >= 5, `kept retrying (${attempts - failedFrom} attempts)`);
+    kv.advance(20); // the lease ran out while etcd was away
+    kv.unavailable = false;
+    await eventually(async () => assert.equal((await contents(kv))["hosts/host-a"], "192.0.2.1"));
+  });
+
+  it("a watch that goes silent is noticed, and the peers are listed again", TIMEOUT, async () => {
+    // Regression: a partition that kept the watch's connection open (no reset) froze the
+    // peer list forever: hosts that joined later never got traffic from this one.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26, { watchIdleMs: 100 });
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    await eventually(() => assert.deepEqual(a.peers.get(VNI), []));
+    kv.stallWatches();
+    await b.cluster.joinNetwork(VNI, CONFIG);
+    await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.2"]));
   });
 });

@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { readSettings } from "../../src/settings.ts";
+
+const TIMEOUT = { timeout: 10_000 };
+
+describe("settings: etcd", () => {
+  it("accepts IPv4, IPv6 and named endpoints", TIMEOUT, () => {
+    const settings = readSettings({
+      ETCD_ENDPOINTS: "http://10.0.0.5:2379, http://[fd00::1]:2379,https://etcd.example:2379",
+    });
+    assert.deepEqual(settings.etcdEndpoints, [
+      "http://10.0.0.5:2379",
+      "http://[fd00::1]:2379",
+      "https://etcd.example:2379",
+    ]);
+  });
+
+  it("refuses TLS files with an http:// endpoint, naming the setting", TIMEOUT, () => {
+    const cases: [Record<string, string>, string][] = [
+      [{ ETCD_CA_FILE: "/tls/ca.pem" }, "ETCD_CA_FILE"],
+      [{ ETCD_CERT_FILE: "/tls/cert.pem", ETCD_KEY_FILE: "/tls/key.pem" }, "ETCD_CERT_FILE"],
+    ];
+    for (const [files, named] of cases) {
+      assert.throws(
+        () =>
+          readSettings({ ETCD_ENDPOINTS: "https://10.0.0.5:2379,http://10.0.0.6:2379", ...files }),
+        {
+          message: `setting ${named} is set but ETCD_ENDPOINTS has "http://10.0.0.6:2379", which does not use TLS; use https:// endpoints with TLS files`,
+        },
+      );
+    }
+  });
+
+  it("takes TLS files with https:// endpoints; a certificate needs its key", TIMEOUT, () => {
+    const settings = readSettings({
+      ETCD_ENDPOINTS: "https://[fd00::1]:2379",
+      ETCD_CA_FILE: "/tls/ca.pem",
+      ETCD_CERT_FILE: "/tls/cert.pem",
+      ETCD_KEY_FILE: "/tls/key.pem",
+    });
+    assert.equal(settings.etcdCaFile, "/tls/ca.pem");
+    assert.equal(settings.etcdKeyFile, "/tls/key.pem");
+    assert.throws(
+      () => readSettings({ ETCD_ENDPOINTS: "https://10.0.0.5:2379", ETCD_CERT_FILE: "/tls/c" }),
+      { message: /ETCD_CERT_FILE and ETCD_KEY_FILE go together/ },
+    );
+  });
+});

@@ -183,10 +183,12 @@ export class Overlay {
       await this.#context.datapath.setFloodPeers(vxlanDeviceName(vni), peers);
       if (record.peers.join() === peers.join()) return;
       this.#context.logger.info({ vni, peers }, "peer hosts changed");
-      await this.#context.state.commit((state) => {
+      // The packet filter takes VXLAN only from peers: let a new one in before recording it.
+      const update = (state: StateDocument): void => {
         const current = state.cluster?.networks[String(vni)];
         if (current !== undefined) current.peers = peers;
-      });
+      };
+      await this.#context.firewall.around(update, () => this.#context.state.commit(update));
     });
   }
 

@@ -1,3 +1,4 @@
+import { formatAddress, tryParseAddress } from "../ipam/prefix.ts";
 import { macFor, vxlanDeviceName } from "../names.ts";
 import {
   bareAddress,
@@ -231,6 +232,7 @@ export function renderNftables(
       ? []
       : [`    elements = { ${(capabilities.uplinks ?? []).map(quote).join(", ")} }`]),
     "  }",
+    ...vxlanPeerRules(state, all),
     "  chain forward {",
     "    type filter hook forward priority -10; policy accept;",
     ...indent(markRules()),
@@ -282,6 +284,35 @@ export function renderNftables(
   }
   return `${lines.join("\n")}\n`;
 }
+
+/**
+ * VXLAN (UDP 4789) is taken only from the registered peer hosts of this host's multi-host
+ * networks: anyone else could otherwise inject frames into a network's bridge. Peers come
+ * from etcd, so each is parsed as an address before it goes into the script.
+ */
+function vxlanPeerRules(state: Readonly<StateDocument>, all: NetworkRecord[]): string[] {
+  if (!all.some((network) => network.vxlanId !== undefined)) return [];
+  const peers = new Set<string>();
+  for (const network of Object.values(state.cluster?.networks ?? {})) {
+    for (const peer of network.peers) {
+      const address = tryParseAddress(peer);
+      if (address !== undefined && !address.v6) peers.add(formatAddress(address));
+    }
+  }
+  return [
+    `  set ${VXLAN_PEER_SET} {`,
+    "    type ipv4_addr;",
+    ...(peers.size === 0 ? [] : [`    elements = { ${[...peers].sort().join(", ")} }`]),
+    "  }",
+    "  chain vxlan_input {",
+    "    type filter hook input priority -1; policy accept;",
+    `    udp dport 4789 ip saddr != @${VXLAN_PEER_SET} drop comment "VXLAN only from peer hosts"`,
+    "  }",
+  ];
+}
+
+/** The nftables set of the underlay addresses of this host's multi-host peers. */
+const VXLAN_PEER_SET = "vxlan_peers";
 
 /** The gateway of a multi-host network (same address and MAC on every host) and its VXLAN device. */
 function gatewayOf(

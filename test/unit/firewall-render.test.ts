@@ -157,6 +157,39 @@ table bridge switchyard {
   });
 });
 
+describe("VXLAN from peer hosts only", () => {
+  it("takes UDP 4789 only from the recorded peers, parsed, and renders nothing for single-host networks", {
+    timeout: 10_000,
+  }, () => {
+    assert.doesNotMatch(renderNftables(state(network("n1", "sy-one", "10.1.0.0/24"))), /4789/);
+    const document = state(network("n1", "sy-one", "10.60.0.0/24", { vxlanId: 4242 }));
+    document.cluster = {
+      hostId: "h1",
+      networks: {
+        "4242": {
+          vni: 4242,
+          networkId: "n1",
+          subnet: "10.60.0.0/24",
+          gateway: "10.60.0.1/24",
+          blocks: [],
+          // One peer from etcd is not an address: it must never reach the script.
+          peers: ["192.0.2.7", "192.0.2.3", "1.2.3.4 } accept; flush ruleset"],
+        },
+      },
+    };
+    const rendered = renderNftables(document);
+    assert.match(
+      rendered,
+      /set vxlan_peers \{\n {4}type ipv4_addr;\n {4}elements = \{ 192\.0\.2\.3, 192\.0\.2\.7 \}\n {2}\}/,
+    );
+    assert.match(
+      rendered,
+      /type filter hook input priority -1; policy accept;\n {4}udp dport 4789 ip saddr != @vxlan_peers drop/,
+    );
+    assert.doesNotMatch(rendered, /flush ruleset/);
+  });
+});
+
 describe("renderIptables", () => {
   it("accepts traffic into Switchyard's bridges and, out of them, only what nftables marked (golden)", () => {
     assert.equal(

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { badRequest } from "./errors.ts";
+import { parseAddressOrPrefix } from "./ipam/prefix.ts";
 
 /** Linux IFNAMSIZ is 16 including the terminating NUL. */
 export const MAX_INTERFACE_NAME = 15;
@@ -45,9 +46,10 @@ export function vethNamesFor(endpointId: string): { hostVeth: string; peerVeth: 
  */
 export function macFor(endpointId: string, ipv4?: string): string {
   let bytes: number[];
-  const octets = ipv4?.split("/")[0]?.split(".").map(Number);
-  if (octets !== undefined && octets.length === 4) {
-    bytes = [0x02, 0x42, ...octets];
+  const address = ipv4 === undefined ? undefined : parseAddressOrPrefix(ipv4);
+  if (address !== undefined && !address.v6) {
+    const value = Number(address.value);
+    bytes = [0x02, 0x42, value >>> 24, (value >>> 16) & 255, (value >>> 8) & 255, value & 255];
   } else {
     const digest = createHash("sha256").update(endpointId).digest();
     bytes = [0x02, 0x42, ...digest.subarray(0, 4)];

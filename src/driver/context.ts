@@ -37,14 +37,24 @@ export function findNetwork(state: Readonly<StateDocument>, networkId: string): 
   return network;
 }
 
+/** The endpoint with that ID on that network, if Switchyard knows it. */
+export function lookupEndpoint(
+  state: Readonly<StateDocument>,
+  networkId: string,
+  endpointId: string,
+): EndpointRecord | undefined {
+  const endpoint = state.endpoints[endpointId];
+  return endpoint?.networkId === networkId ? endpoint : undefined;
+}
+
 /** The endpoint with that ID on that network, or NotFound. */
 export function findEndpoint(
   state: Readonly<StateDocument>,
   networkId: string,
   endpointId: string,
 ): EndpointRecord {
-  const endpoint = state.endpoints[endpointId];
-  if (endpoint === undefined || endpoint.networkId !== networkId) {
+  const endpoint = lookupEndpoint(state, networkId, endpointId);
+  if (endpoint === undefined) {
     throw notFound(
       `endpoint ${endpointId.slice(0, 12)} is not known to Switchyard on network ${networkId.slice(0, 12)}`,
     );

@@ -7,7 +7,14 @@ import {
   type NetworkRecord,
   type StateDocument,
 } from "../state/model.ts";
-import { type DriverContext, findEndpoint, findNetwork, networkKey, PORTS_KEY } from "./context.ts";
+import {
+  type DriverContext,
+  findEndpoint,
+  findNetwork,
+  lookupEndpoint,
+  networkKey,
+  PORTS_KEY,
+} from "./context.ts";
 import type { Networks } from "./networks.ts";
 
 /** An endpoint as CreateEndpoint describes it, decoded into typed, validated values. */
@@ -110,8 +117,8 @@ export class Endpoints {
     const hadPorts = (this.#context.state.document.endpoints[endpointId]?.ports.length ?? 0) > 0;
     const keys = hadPorts ? [networkKey(networkId), PORTS_KEY] : [networkKey(networkId)];
     return this.#context.locks.run(keys, async () => {
-      const endpoint = this.#context.state.document.endpoints[endpointId];
-      if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      const endpoint = lookupEndpoint(this.#context.state.document, networkId, endpointId);
+      if (endpoint === undefined) return; // already gone: Docker may retry
       await this.forget(endpoint);
       this.#context.deletions.add(
         networkId,

@@ -1,6 +1,13 @@
 import { exhausted, SwitchyardError } from "../errors.ts";
 import { bareAddress, type PortBinding, type StateDocument } from "../state/model.ts";
-import { type DriverContext, findEndpoint, findNetwork, networkKey, PORTS_KEY } from "./context.ts";
+import {
+  type DriverContext,
+  findEndpoint,
+  findNetwork,
+  lookupEndpoint,
+  networkKey,
+  PORTS_KEY,
+} from "./context.ts";
 import { candidateHostPorts, choosePorts, describeBinding } from "./ports.ts";
 
 /** Published ports (`-p`): host ports chosen and held, relays opened, DNAT rules applied. */
@@ -52,8 +59,8 @@ export class Publishing {
     if (this.#context.state.document.endpoints[endpointId]?.ports.length === 0)
       return Promise.resolve();
     return this.#context.locks.run([networkKey(networkId), PORTS_KEY], async () => {
-      const endpoint = this.#context.state.document.endpoints[endpointId];
-      if (endpoint === undefined || endpoint.networkId !== networkId) return;
+      const endpoint = lookupEndpoint(this.#context.state.document, networkId, endpointId);
+      if (endpoint === undefined) return;
       await this.#context.publisher.close(endpointId);
       if (endpoint.ports.length === 0) return;
       const revoke = (state: StateDocument): void => {

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Puts a Docker release from Debian's archive into /opt/switchyard/docker-MAJOR/bin, ready to
-# be first on PATH: dockerd, docker, containerd (+ shim), docker-proxy, docker-compose, and
+# be first on PATH: dockerd, docker (docker-cli where it is its own package), containerd
+# (+ shim), docker-proxy, docker-compose, and
 # the host's runc and tini (the newer suites' runc needs a newer glibc than Debian 12's).
 # Usage: scripts/docker-release.sh 20|26|28   (prints the bin directory)
 # 20 is the host's own Docker (Debian 12's docker.io, installed with apt if no Docker is there);
@@ -70,9 +71,12 @@ apt_private=(
 echo "docker-release: fetching docker.io, containerd and docker-compose from Debian $suite" >&2
 apt-get "${apt_private[@]}" update -q >&2
 (cd "$root/debs" && apt-get "${apt_private[@]}" download docker.io containerd docker-compose >&2)
+# Newer suites ship the client as its own package.
+(cd "$root/debs" && apt-get "${apt_private[@]}" download docker-cli >&2 2>/dev/null) || true
 for deb in "$root"/debs/*.deb; do dpkg -x "$deb" "$root/tree"; done
 for tool in dockerd docker containerd containerd-shim-runc-v2 docker-proxy; do
-  found=$(find "$root/tree" -type f -name "$tool" -perm -u+x | head -n1)
+  # Only programs under usr/(s)bin: the packages also hold /etc/init.d/docker.
+  found=$(find "$root/tree/usr" -type f -perm -u+x \( -path "*/bin/$tool" -o -path "*/sbin/$tool" \) | head -n1)
   [[ -n $found ]] || { echo "docker-release: $tool not found in the $suite packages" >&2; exit 1; }
   ln -sf "$found" "$bin/$tool"
 done

@@ -14,6 +14,7 @@
  */
 import { open, stat } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
+import { DOCKERD_LOG } from "../test/e2e/lib/config.ts";
 import {
   BUSYBOX,
   benchParallelStart,
@@ -28,7 +29,6 @@ import { PLUGIN, pluginId } from "./lib/plugin.ts";
 import { median, quantile } from "./lib/stats.ts";
 import { networksUsingPlugin } from "./lifecycle.ts";
 
-const DOCKERD_LOG = "/var/log/dockerd.log";
 const parallel = process.argv[2] === "parallel";
 const runs = Number((parallel ? process.argv[3] : process.argv[2]) ?? (parallel ? 100 : 20));
 

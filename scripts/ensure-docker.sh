@@ -74,6 +74,8 @@ stop_daemon() {
 # raw PREROUTING drops) would confuse an older daemon: a daemon re-creates its own at start.
 clear_docker_firewall() {
   local table chain
+  # Best effort: a chain or rule already gone is fine (grep finding nothing is no failure).
+  set +e +o pipefail
   for table in raw nat filter; do
     for chain in PREROUTING OUTPUT POSTROUTING FORWARD INPUT; do
       iptables -w -t "$table" -S "$chain" 2>/dev/null | grep -E -- '-j DOCKER' | sed 's/^-A/-D/' |
@@ -86,6 +88,7 @@ clear_docker_firewall() {
       iptables -w -t "$table" -X "$chain" 2>/dev/null || true
     done
   done
+  set -e -o pipefail
 }
 
 current=$(running_major || true)

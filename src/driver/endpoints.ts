@@ -95,11 +95,15 @@ export class Endpoints {
         await this.#networks.repairBridge(network.id);
         await datapath.ensureVeth(veth);
       }
+      const add = (state: StateDocument): void => {
+        findNetwork(state, network.id);
+        state.endpoints[endpoint.id] = endpoint;
+      };
+      const commit = () => this.#context.state.commit(add);
       try {
-        await this.#context.state.commit((state) => {
-          findNetwork(state, network.id);
-          state.endpoints[endpoint.id] = endpoint;
-        });
+        // On a bridge the user made, the packet filter names each container's address.
+        if (network.bridgeOwned) await commit();
+        else await this.#context.firewall.around(add, commit);
       } catch (error) {
         await datapath.deleteLink(hostVeth);
         throw error;
@@ -134,7 +138,9 @@ export class Endpoints {
       delete state.endpoints[endpoint.id];
     };
     const commit = () => this.#context.state.commit(remove);
-    if (endpoint.ports.length > 0) await this.#context.firewall.around(remove, commit);
+    const owned = this.#context.state.document.networks[endpoint.networkId]?.bridgeOwned ?? true;
+    // Published ports, and a user bridge's container addresses, are in the packet filter.
+    if (endpoint.ports.length > 0 || !owned) await this.#context.firewall.around(remove, commit);
     else await commit();
     await this.#context.publisher.close(endpoint.id);
   }

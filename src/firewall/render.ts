@@ -93,27 +93,33 @@ function admissionRules(network: NetworkRecord): string[] {
  * carries the host's address here and is not affected.
  */
 function directAccessRules(network: NetworkRecord, endpoints: EndpointRecord[]): string[] {
-  const mine = endpoints.filter((endpoint) => endpoint.networkId === network.id);
   const bridge = quote(network.bridge);
   const rules: string[] = [];
-  for (const [family, addresses] of [
-    [
-      "ip",
-      mine.flatMap((endpoint) =>
-        endpoint.address === undefined ? [] : [bareAddress(endpoint.address)],
-      ),
-    ],
-    [
-      "ip6",
-      mine.flatMap((endpoint) =>
-        endpoint.addressV6 === undefined ? [] : [bareAddress(endpoint.addressV6)],
-      ),
-    ],
+  for (const [family, addressing, endpointAddress] of [
+    ["ip", network.ipv4, (endpoint: EndpointRecord) => endpoint.address],
+    ["ip6", network.ipv6, (endpoint: EndpointRecord) => endpoint.addressV6],
   ] as const) {
-    if (addresses.length === 0) continue;
-    rules.push(
-      `iifname != ${bridge} ${family} daddr { ${addresses.join(", ")} } drop comment "no direct access"`,
-    );
+    if (network.bridgeOwned) {
+      // Switchyard's own bridge holds only containers: the whole subnet but its gateway, so
+      // the rule does not change with every container.
+      for (const item of addressing) {
+        const except =
+          item.gateway === undefined ? "" : ` ${family} daddr != ${bareAddress(item.gateway)}`;
+        rules.push(
+          `iifname != ${bridge} ${family} daddr ${item.pool}${except} drop comment "no direct access"`,
+        );
+      }
+      continue;
+    }
+    // A bridge the user made may hold more than containers: only the containers' addresses.
+    const addresses = endpoints.flatMap((endpoint) => {
+      const address = endpoint.networkId === network.id ? endpointAddress(endpoint) : undefined;
+      return address === undefined ? [] : [bareAddress(address)];
+    });
+    if (addresses.length > 0)
+      rules.push(
+        `iifname != ${bridge} ${family} daddr { ${addresses.join(", ")} } drop comment "no direct access"`,
+      );
   }
   return rules;
 }

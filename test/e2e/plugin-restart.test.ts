@@ -120,15 +120,16 @@ describe("plugin restarts keep networks and addresses", {
     await checkEverythingStillWorks("after disable/enable");
   });
 
-  it("plain disable is refused while networks use the plugin (Docker before 28)", async () => {
+  it("plain disable is refused while containers use the plugin; either way nothing is lost", async () => {
     const outcome = await docker(["plugin", "disable", networkDriver]).then(
       () => "disabled",
       (error: Error) => error.message,
     );
     if (outcome === "disabled") await docker(["plugin", "enable", networkDriver]);
-    // Docker 28 no longer refuses it (networks of a disabled plugin stay, as with -f).
-    if ((await dockerMajor()) >= 28) assert.equal(outcome, "disabled");
-    else assert.match(outcome, /in use|is in use|networks/i);
+    // 20.10 refuses while networks exist; 28 was seen both refusing (containers attached)
+    // and allowing it (networks only), so there only the outcome below is required.
+    if ((await dockerMajor()) < 28) assert.match(outcome, /in use|is in use|networks/i);
+    else assert.match(outcome, /^disabled$|in use/i);
     await checkEverythingStillWorks("after a plain disable attempt");
   });
 });

@@ -173,14 +173,18 @@ describe("driver and firewall with real packets in namespaces", () => {
     assert.equal(pings(c("a1"), "10.201.3.2"), false);
   });
 
-  it("outbound traffic is masqueraded (the outside host has no route back), unless turned off", () => {
+  it("outbound traffic is masqueraded (the outside host has no route back), unless turned off", {
+    timeout: 60_000,
+  }, () => {
     assert.equal(pings(c("a1"), "10.250.0.2"), true);
     assert.equal(pings(c("d1"), "10.250.0.2"), false, "unmasqueraded source has no way back");
     ip("-n", outside, "route", "add", "10.201.4.0/24", "via", "10.250.0.1");
+    // As with Docker 28: replies routed to the container's own address from another
+    // interface are dropped, so an unmasqueraded network gets no answer from outside.
     assert.equal(
       pings(c("d1"), "10.250.0.2"),
-      true,
-      "with a route back the container's own address works",
+      false,
+      "even with a route back, nothing reaches the container's own address from outside",
     );
   });
 

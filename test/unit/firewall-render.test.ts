@@ -94,7 +94,9 @@ table inet switchyard {
   }
   chain raw_prerouting {
     type filter hook prerouting priority -300; policy accept;
-    iifname != "sy-one" ip daddr { 10.1.0.2 } drop comment "no direct access"
+    iifname != "sy-one" ip daddr 10.1.0.0/24 ip daddr != 10.1.0.1 drop comment "no direct access"
+    iifname != "sy-three" ip daddr 10.3.0.0/24 ip daddr != 10.3.0.1 drop comment "no direct access"
+    iifname != "sy-two" ip daddr 10.2.0.0/24 ip daddr != 10.2.0.1 drop comment "no direct access"
   }
   chain prerouting {
     type nat hook prerouting priority -100; policy accept;

@@ -40,3 +40,12 @@ export const SWITCHYARD_ONLY = isSwitchyard
 
 /** The image every e2e container runs; built by scripts/test-image.sh. */
 export const TEST_IMAGE = "switchyard-test/busybox:latest";
+
+/**
+ * The log of the dockerd under test, as scripts/ensure-docker.sh starts it: the host's own
+ * Docker logs to /var/log/dockerd.log, Debian's newer releases (DOCKER=26, 28) to their own.
+ */
+export const DOCKERD_LOG: string =
+  (process.env.DOCKER ?? "20") === "20"
+    ? "/var/log/dockerd.log"
+    : `/var/log/dockerd-${process.env.DOCKER}.log`;

@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
+import { DOCKERD_LOG } from "./config.ts";
 import { docker, dockerMayFail, httpGet } from "./docker.ts";
 import { host } from "./host.ts";
 
@@ -277,8 +278,6 @@ export function containerEndpointId(container: string, network: string): Promise
     container,
   ]);
 }
-
-const DOCKERD_LOG = "/var/log/dockerd.log";
 
 /**
  * The host port published for `containerPort/proto` of `container` on `network`. Docker's own

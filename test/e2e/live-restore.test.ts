@@ -4,7 +4,6 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { isSwitchyard } from "./lib/config.ts";
 import {
@@ -16,7 +15,7 @@ import {
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import type { HostSnapshot } from "./lib/host.ts";
+import { dockerdPid, type HostSnapshot } from "./lib/host.ts";
 import { httpGetFrom, ON_HOST, waitForHttpd } from "./lib/probe.ts";
 import { endScenario, startScenario } from "./lib/scenario.ts";
 import { track } from "./lib/track.ts";
@@ -25,16 +24,6 @@ import { waitFor } from "./lib/wait.ts";
 const PREFIX = "sy-e2e-lr";
 const LINK_PREFIX = "sye2elr";
 const PORT = 18095;
-
-function dockerdPid(): number | undefined {
-  try {
-    const pid = Number(readFileSync("/var/run/docker.pid", "utf8").trim());
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
 
 /** Stops dockerd and starts it again (through ensure-docker.sh) with these extra flags. */
 async function restartDockerd(flags: string): Promise<void> {

@@ -5,7 +5,6 @@
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { isSwitchyard, networkDriver } from "./lib/config.ts";
 import {
@@ -17,7 +16,7 @@ import {
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import { type HostSnapshot, hostLink } from "./lib/host.ts";
+import { dockerdPid, type HostSnapshot, hostLink } from "./lib/host.ts";
 import { endScenario, startScenario } from "./lib/scenario.ts";
 import { track } from "./lib/track.ts";
 import { waitFor } from "./lib/wait.ts";
@@ -25,16 +24,6 @@ import { waitFor } from "./lib/wait.ts";
 const PREFIX = "sy-e2e-s9";
 const SUBNET = "10.231.10.0/24";
 const STATIC = "10.231.10.50";
-
-function dockerdPid(): number | undefined {
-  try {
-    const pid = Number(readFileSync("/var/run/docker.pid", "utf8").trim());
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return undefined;
-  }
-}
 
 describe("S9: restarts lose nothing", { skip: !isSwitchyard && "Switchyard only" }, () => {
   const t = track();

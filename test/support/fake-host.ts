@@ -10,6 +10,7 @@ import type {
 } from "../../src/state/model.ts";
 import { emptyState } from "../../src/state/model.ts";
 import { createNamespace, inNamespace, requireRoot } from "./netns.ts";
+import { networkRecord } from "./records.ts";
 
 const ip = (...argv: string[]): void => {
   execFileSync("ip", argv);
@@ -203,19 +204,7 @@ export class FakeHost {
     pool: string,
     extra: Partial<NetworkRecord> = {},
   ): NetworkRecord {
-    const record: NetworkRecord = {
-      id,
-      bridge,
-      bridgeOwned: true,
-      ipv4: [{ pool, gateway: pool.replace(/0\/(\d+)$/, "1/$1") }],
-      ipv6: [],
-      internal: false,
-      enableIpv6: false,
-      icc: true,
-      masquerade: true,
-      options: {},
-      ...extra,
-    };
+    const record = networkRecord(id, bridge, pool, extra);
     this.state.networks[id] = record;
     return record;
   }

@@ -2,27 +2,9 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { renderIptables, renderNftables } from "../../src/firewall/render.ts";
 import { emptyState, type NetworkRecord, type StateDocument } from "../../src/state/model.ts";
+import { networkRecord } from "../support/records.ts";
 
-function network(
-  id: string,
-  bridge: string,
-  pool: string,
-  extra: Partial<NetworkRecord> = {},
-): NetworkRecord {
-  return {
-    id,
-    bridge,
-    bridgeOwned: true,
-    ipv4: [{ pool, gateway: pool.replace(/0\/(\d+)$/, "1/$1") }],
-    ipv6: [],
-    internal: false,
-    enableIpv6: false,
-    icc: true,
-    masquerade: true,
-    options: {},
-    ...extra,
-  };
-}
+const network = networkRecord;
 
 function state(...networks: NetworkRecord[]): StateDocument {
   const document = emptyState();

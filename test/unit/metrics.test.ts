@@ -6,6 +6,7 @@ import { Registry } from "../../src/metrics/registry.ts";
 import { TimedFirewall } from "../../src/metrics/timed-firewall.ts";
 import { emptyState, type StateDocument } from "../../src/state/model.ts";
 import { parsePrometheus, sampleValue } from "../support/prometheus.ts";
+import { networkRecord } from "../support/records.ts";
 
 describe("metrics registry (Prometheus text format)", { timeout: 10_000 }, () => {
   test("counters, gauges and histograms render as golden text", { timeout: 10_000 }, () => {
@@ -83,18 +84,7 @@ describe("metrics registry (Prometheus text format)", { timeout: 10_000 }, () =>
 /** A state with one network, two endpoints and three published ports. */
 function stateWithPorts(): StateDocument {
   const state = emptyState();
-  state.networks.n1 = {
-    id: "n1",
-    bridge: "sy-n1",
-    bridgeOwned: true,
-    ipv4: [{ pool: "10.15.20.0/24", gateway: "10.15.20.1/24" }],
-    ipv6: [],
-    internal: false,
-    enableIpv6: false,
-    icc: true,
-    masquerade: true,
-    options: {},
-  };
+  state.networks.n1 = networkRecord("n1", "sy-n1", "10.15.20.0/24");
   const endpoint = (id: string, ports: StateDocument["endpoints"][string]["ports"]) => ({
     id,
     networkId: "n1",

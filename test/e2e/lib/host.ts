@@ -2,6 +2,7 @@
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
+import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { exec } from "./docker.ts";
@@ -238,4 +239,15 @@ export async function assertNothingLeft(before: HostSnapshot, timeoutMs = 5_000)
     { addedLinks: [], addedRoutes: [], addedRules: [] },
     `links/routes/firewall rules left on the host: ${JSON.stringify(left, null, 2)}`,
   );
+}
+
+/** The running dockerd's PID, from /var/run/docker.pid, or undefined when none runs. */
+export function dockerdPid(): number | undefined {
+  try {
+    const pid = Number(readFileSync("/var/run/docker.pid", "utf8").trim());
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
 }

@@ -12,10 +12,17 @@ const HOST_TIMEOUT_MS = 30_000;
 const BUSYBOX = "/bin/busybox";
 
 /** Runs a host command (argv, never a shell); returns trimmed stdout, throws with stderr. */
-export async function host(argv: readonly string[]): Promise<string> {
+export async function host(
+  argv: readonly string[],
+  options: { input?: string } = {},
+): Promise<string> {
   const [file, ...args] = argv;
   if (file === undefined) throw new Error("empty command");
-  const result = await execa(file, args, { reject: false, timeout: HOST_TIMEOUT_MS });
+  const result = await execa(file, args, {
+    reject: false,
+    timeout: HOST_TIMEOUT_MS,
+    ...(options.input === undefined ? {} : { input: options.input }),
+  });
   if (result.exitCode !== 0) {
     const detail = String(result.stderr ?? "").trim() || (result.shortMessage ?? result.message);
     throw new Error(`${argv.join(" ")} failed (exit ${result.exitCode}): ${detail}`);

@@ -110,10 +110,15 @@ async function main(): Promise<void> {
     logger.info({ signal }, "stopping");
     cluster?.stop();
     driver.stop();
-    app.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    // Requests answered, then the journal folded into state.json: what an older Switchyard
+    // (a downgrade) reads is then the whole state.
+    app
+      .close()
+      .then(() => state.close())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));

@@ -275,9 +275,10 @@ export function publishedElements(state: Readonly<StateDocument>): PublishedElem
     const set = elements[name] as Map<string, string>;
     if (!set.has(key)) set.set(key, value === undefined ? key : `${key} : ${value}`);
   };
+  // Code-unit order, not localeCompare: IDs are hex, and this runs at every apply.
   const endpoints = Object.values(state.endpoints)
     .filter((endpoint) => endpoint.ports.length > 0)
-    .sort((a, b) => a.id.localeCompare(b.id));
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   for (const endpoint of endpoints) {
     const network = state.networks[endpoint.networkId];
     if (network === undefined || network.internal || endpoint.address === undefined) continue;

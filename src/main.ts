@@ -5,8 +5,7 @@ import { dirname } from "node:path";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { type Logger, pino } from "pino";
 import { buildApp } from "./app.ts";
-import { ClusterService } from "./cluster/cluster.ts";
-import { EtcdClient } from "./cluster/etcd.ts";
+import type { ClusterService } from "./cluster/cluster.ts";
 import { IpDatapath } from "./datapath/ip-datapath.ts";
 import { IpamDriver } from "./driver/ipam-driver.ts";
 import { NetworkDriver } from "./driver/network-driver.ts";
@@ -120,10 +119,15 @@ async function main(): Promise<void> {
     logger.info({ signal }, "stopping");
     cluster?.stop();
     driver.stop();
-    app.close().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
+    // Requests answered, then the journal folded into state.json: what an older Switchyard
+    // (a downgrade) reads is then the whole state.
+    app
+      .close()
+      .then(() => state.close())
+      .then(
+        () => process.exit(0),
+        () => process.exit(1),
+      );
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
@@ -179,6 +183,12 @@ async function createCluster(
   onPeers: (vni: number, peers: string[]) => void,
 ): Promise<ClusterService | undefined> {
   if (settings.etcdEndpoints.length === 0) return undefined;
+  // Loaded only for multi-host: the etcd client pulls in node:https and TLS, ~3 MB resident
+  // that a single-host plugin would carry for nothing.
+  const [{ ClusterService }, { EtcdClient }] = await Promise.all([
+    import("./cluster/cluster.ts"),
+    import("./cluster/etcd.ts"),
+  ]);
   const read = async (path: string | undefined) =>
     path === undefined ? undefined : readFile(path);
   const etcd = new EtcdClient(

@@ -40,7 +40,7 @@ export class NetworkDriver {
     const context: DriverContext = {
       state: deps.state,
       datapath: deps.datapath,
-      firewall: new FirewallSync(deps.firewall, () => deps.state.document, deps.logger),
+      firewall: new FirewallSync(deps.firewall, deps.state, deps.logger),
       publisher: deps.publisher,
       logger: deps.logger,
       locks: new KeyedLocks(),

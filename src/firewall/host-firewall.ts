@@ -6,8 +6,12 @@ import {
   IPTABLES_CHAIN,
   NFT_TABLE,
   type NftCapabilities,
+  type PublishedElements,
+  publishedElements,
   renderIptables,
   renderNftables,
+  renderNftStructure,
+  renderPublishedUpdate,
 } from "./render.ts";
 
 /** Which iptables backend the host's Docker programs. */
@@ -83,7 +87,8 @@ export class HostFirewall implements Firewall {
   #variant: IptablesVariant | undefined;
   #capabilities: NftCapabilities | undefined;
   #uplinks: { names: string[]; readAt: number } | undefined;
-  #lastNft: string | undefined;
+  /** What the kernel holds: the ruleset without published ports, and those ports' elements. */
+  #lastNft: { structure: string; published: PublishedElements } | undefined;
   #lastIptables: string | undefined;
 
   constructor(runner: Runner, logger: Logger, variant?: IptablesVariant) {
@@ -97,19 +102,41 @@ export class HostFirewall implements Firewall {
       await this.clear();
       return;
     }
-    const nft = renderNftables(state, {
+    await this.#applyNft(state, {
       ...(await this.#nftCapabilities()),
       uplinks: await this.#currentUplinks(),
     });
-    if (nft !== this.#lastNft) {
-      await this.#run(["nft", "-f", "-"], { input: nft });
-      this.#lastNft = nft;
-    }
     const iptables = renderIptables(state);
     if (iptables !== this.#lastIptables) {
       await this.#applyIptables(iptables);
       this.#lastIptables = iptables;
     }
+  }
+
+  /**
+   * A change of published ports only (the rest of the ruleset as last applied) is one small
+   * transaction of element deletes and adds; anything else (a network made or removed, the
+   * first apply after start-up) rebuilds both tables atomically. A failed update is repaired
+   * by a rebuild.
+   */
+  async #applyNft(state: Readonly<StateDocument>, capabilities: NftCapabilities): Promise<void> {
+    const structure = renderNftStructure(state, capabilities);
+    const published = publishedElements(state);
+    const last = this.#lastNft;
+    if (last !== undefined && last.structure === structure) {
+      const update = renderPublishedUpdate(last.published, published);
+      if (update === "") return;
+      try {
+        await this.#run(["nft", "-f", "-"], { input: update });
+        this.#lastNft = { structure, published };
+        return;
+      } catch (error) {
+        this.#logger.warn({ err: error }, "incremental nft update failed; rebuilding the ruleset");
+      }
+    }
+    this.#lastNft = undefined;
+    await this.#run(["nft", "-f", "-"], { input: renderNftables(state, capabilities) });
+    this.#lastNft = { structure, published };
   }
 
   async clear(): Promise<void> {

@@ -1,9 +1,41 @@
 import type { Logger } from "pino";
-import type { StateDocument } from "../state/model.ts";
+import type { EndpointRecord, StateDocument } from "../state/model.ts";
 import type { Firewall } from "./firewall.ts";
 
 /** A change of the state that the packet filter must show before it is committed. */
 export type PendingChange = (document: StateDocument) => void;
+
+/** The state as far as FirewallSync reads it: the committed state plus changes in flight. */
+export interface StatePreview {
+  preview<T>(
+    changes: Iterable<PendingChange>,
+    read: (document: Readonly<StateDocument>) => T,
+    skipped?: (error: unknown) => void,
+  ): T;
+}
+
+/**
+ * What the packet filter is rendered from: every network, the multi-host peers, and only the
+ * endpoints that have a rule (those that publish ports, and those on a bridge the user made,
+ * whose container addresses are named). Shallow: committed records are never changed in place.
+ */
+export function firewallView(document: Readonly<StateDocument>): StateDocument {
+  const endpoints: Record<string, EndpointRecord> = {};
+  for (const [id, endpoint] of Object.entries(document.endpoints)) {
+    const owned = document.networks[endpoint.networkId]?.bridgeOwned ?? true;
+    if (endpoint.ports.length > 0 || !owned) endpoints[id] = endpoint;
+  }
+  return {
+    version: 1,
+    ipam: { version: 1, pools: {} },
+    networks: { ...document.networks },
+    endpoints,
+    // Copied down to the records: the preview puts the originals back once this returns.
+    ...(document.cluster === undefined
+      ? {}
+      : { cluster: { ...document.cluster, networks: { ...document.cluster.networks } } }),
+  };
+}
 
 /**
  * Keeps the packet filter in step with the state, outside the state queue. Applies are
@@ -13,15 +45,15 @@ export type PendingChange = (document: StateDocument) => void;
  */
 export class FirewallSync {
   readonly #firewall: Firewall;
-  readonly #read: () => Readonly<StateDocument>;
+  readonly #state: StatePreview;
   readonly #logger: Logger;
   readonly #pending = new Set<PendingChange>();
   #running: Promise<void> = Promise.resolve();
   #next: Promise<void> | undefined;
 
-  constructor(firewall: Firewall, read: () => Readonly<StateDocument>, logger: Logger) {
+  constructor(firewall: Firewall, state: StatePreview, logger: Logger) {
     this.#firewall = firewall;
-    this.#read = read;
+    this.#state = state;
     this.#logger = logger;
   }
 
@@ -68,16 +100,11 @@ export class FirewallSync {
     return next;
   }
 
+  /** No copy of the whole state: the changes run copy-on-write and are taken out again. */
   #view(): StateDocument {
-    const view = structuredClone(this.#read()) as StateDocument;
-    for (const change of this.#pending) {
-      try {
-        change(view);
-      } catch (error) {
-        // The change no longer fits the state (its object went meanwhile); its commit will fail.
-        this.#logger.debug({ err: error }, "pending change skipped in the packet filter");
-      }
-    }
-    return view;
+    return this.#state.preview(this.#pending, firewallView, (error) =>
+      // The change no longer fits the state (its object went meanwhile); its commit will fail.
+      this.#logger.debug({ err: error }, "pending change skipped in the packet filter"),
+    );
   }
 }

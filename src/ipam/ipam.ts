@@ -171,6 +171,13 @@ export class Ipam {
   readonly #defaultsV6: readonly ParsedDefaultPool[];
   readonly #pools = new Map<string, PoolState>();
   readonly #indexes = new Map<string, PoolIndex>();
+  /**
+   * Inverses of the changes since recording began ({@link savepoint}), newest last: undoing a
+   * change costs what the change did, where a copy of every pool would cost the whole host.
+   */
+  #undo: (() => void)[] | undefined;
+  /** Pools changed since the last {@link settle}. */
+  readonly #changed = new Set<string>();
 
   /** Throws badRequest on bad default pools, internal on a snapshot that cannot be restored. */
   constructor(settings: IpamSettings, snapshot?: IpamSnapshot) {
@@ -221,20 +228,38 @@ export class Ipam {
       subPrefix,
       new SparseBitmap(prefixSize(prefix)),
     );
+    const previousFrom = index.searchFrom;
     this.#pools.set(state.poolId, state);
     index.insert(state);
     if (searchFrom !== undefined) index.searchFrom = searchFrom;
+    this.#record(state.poolId, () => {
+      this.#pools.delete(state.poolId);
+      index.remove(state);
+      index.searchFrom = previousFrom;
+    });
     return { poolId: state.poolId, pool: formatPrefix(prefix) };
   }
 
   /** Forgets a pool and every address allocated in it. */
   releasePool(poolId: string): void {
     const pool = this.#getPool(poolId);
+    // Put back in its place on undo: pools() lists pools in the order they were requested.
+    const order = this.#undo === undefined ? [] : [...this.#pools.keys()];
     this.#pools.delete(poolId);
     const index = this.#index(pool.addressSpace, pool.prefix.v6);
     index.remove(pool);
     const freed = this.#firstCandidateOverlapping(pool);
     const from = index.searchFrom;
+    this.#record(poolId, () => {
+      const pools = new Map(this.#pools);
+      this.#pools.clear();
+      for (const id of order) {
+        const entry = id === poolId ? pool : pools.get(id);
+        if (entry !== undefined) this.#pools.set(id, entry);
+      }
+      index.insert(pool);
+      index.searchFrom = from;
+    });
     if (
       freed !== undefined &&
       (freed.pool < from.pool || (freed.pool === from.pool && freed.subnet < from.subnet))
@@ -253,6 +278,7 @@ export class Ipam {
    */
   requestAddress(poolId: string, req: AddressRequest): string {
     const pool = this.#getPool(poolId);
+    const cursor = pool.cursor;
     let offset: bigint;
     if (req.address !== undefined && req.address !== "") {
       offset = this.#memberOffset(pool, req.address, "allocate");
@@ -280,30 +306,65 @@ export class Ipam {
       pool.cursor = offset;
     }
     pool.allocations.set(offset);
+    this.#record(poolId, () => {
+      pool.allocations.clear(offset);
+      pool.cursor = cursor;
+    });
     return `${formatOffset(pool, offset)}/${pool.prefix.length}`;
   }
 
   /** Frees an address; one that is not allocated is fine (Docker retries), one outside is not. */
   releaseAddress(poolId: string, address: string): void {
     const pool = this.#getPool(poolId);
-    pool.allocations.clear(this.#memberOffset(pool, address, "release"));
+    const offset = this.#memberOffset(pool, address, "release");
+    if (pool.allocations.clear(offset)) this.#record(poolId, () => pool.allocations.set(offset));
   }
 
   /** A deep, JSON-serialisable copy; `new Ipam(settings, snapshot)` restores it exactly. */
   snapshot(): IpamSnapshot {
     const pools: Record<string, PoolSnapshot> = {};
-    for (const pool of this.#pools.values()) {
-      const entry: PoolSnapshot = {
-        addressSpace: pool.addressSpace,
-        pool: formatPrefix(pool.prefix),
-        ...(pool.subPrefix === undefined ? {} : { subPool: formatPrefix(pool.subPrefix) }),
-        v6: pool.prefix.v6,
-        ...(pool.cursor === undefined ? {} : { lastAllocated: formatOffset(pool, pool.cursor) }),
-        allocated: pool.allocations.encode(),
-      };
-      pools[pool.poolId] = entry;
-    }
+    for (const pool of this.#pools.values()) pools[pool.poolId] = snapshotPool(pool);
     return { version: 1, pools };
+  }
+
+  /** One pool's part of {@link snapshot}, or undefined when there is no such pool. */
+  poolSnapshot(poolId: string): PoolSnapshot | undefined {
+    const pool = this.#pools.get(poolId);
+    return pool === undefined ? undefined : snapshotPool(pool);
+  }
+
+  /**
+   * Starts (or continues) recording changes so they can be undone, and returns a mark to undo
+   * back to with {@link rollbackTo}. Recording lasts until {@link settle}.
+   */
+  savepoint(): number {
+    this.#undo ??= [];
+    return this.#undo.length;
+  }
+
+  /** Undoes every change made since the savepoint, newest first. */
+  rollbackTo(savepoint: number): void {
+    const undo = this.#undo ?? [];
+    while (undo.length > savepoint) undo.pop()?.();
+  }
+
+  /**
+   * The IDs of the pools changed since the last {@link settle} (undone changes included): what
+   * a store has to write again, not every pool.
+   */
+  changedPools(): string[] {
+    return [...this.#changed];
+  }
+
+  /** Ends recording: the changes so far can no longer be undone, and none counts as changed. */
+  settle(): void {
+    this.#undo = undefined;
+    this.#changed.clear();
+  }
+
+  #record(poolId: string, undo: () => void): void {
+    this.#changed.add(poolId);
+    this.#undo?.push(undo);
   }
 
   /** The pool with this ID, or undefined. */
@@ -613,6 +674,17 @@ function describeRange(pool: PoolState): string {
 function formatOffset(pool: PoolState, offset: bigint): string {
   const address: IpAddress = { v6: pool.prefix.v6, value: pool.first + offset };
   return formatAddress(address);
+}
+
+function snapshotPool(pool: PoolState): PoolSnapshot {
+  return {
+    addressSpace: pool.addressSpace,
+    pool: formatPrefix(pool.prefix),
+    ...(pool.subPrefix === undefined ? {} : { subPool: formatPrefix(pool.subPrefix) }),
+    v6: pool.prefix.v6,
+    ...(pool.cursor === undefined ? {} : { lastAllocated: formatOffset(pool, pool.cursor) }),
+    allocated: pool.allocations.encode(),
+  };
 }
 
 function poolInfo(pool: PoolState): PoolInfo {

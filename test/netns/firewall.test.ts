@@ -222,10 +222,14 @@ describe("driver and firewall with real packets in namespaces", () => {
     try {
       await sleep(200);
       assert.equal(fetchLine(outside, "10.250.0.1", 8081), "reached");
+      assert.match(
+        inNamespace(host.name, ["nft", "list", "table", "inet", "switchyard"]),
+        /tcp \. 8081 : 10\.201\.1\.2 \. 80/,
+      );
       await driver.revokeExternalConnectivity(network, a1);
       assert.doesNotMatch(
         inNamespace(host.name, ["nft", "list", "table", "inet", "switchyard"]),
-        /dport 8081/,
+        /\. 8081 :/,
       );
       assert.equal(fetchLine(outside, "10.250.0.1", 8081), "", "revoked: nothing answers");
     } finally {

@@ -1,6 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { renderIptables, renderNftables } from "../../src/firewall/render.ts";
+import {
+  publishedElements,
+  renderIptables,
+  renderNftables,
+  renderNftStructure,
+  renderPublishedUpdate,
+} from "../../src/firewall/render.ts";
 import { emptyState, type NetworkRecord, type StateDocument } from "../../src/state/model.ts";
 import { networkRecord } from "../support/records.ts";
 
@@ -36,6 +42,7 @@ describe("renderNftables", () => {
       ports: [
         { proto: "tcp", containerPort: 80, hostIp: "", hostPort: 8081, hostPortEnd: 8081 },
         { proto: "sctp", containerPort: 90, hostIp: "", hostPort: 8082, hostPortEnd: 8082 },
+        { proto: "udp", containerPort: 53, hostIp: "10.0.0.5", hostPort: 5353, hostPortEnd: 5353 },
         {
           proto: "sctp",
           containerPort: 91,
@@ -60,6 +67,22 @@ table inet switchyard {
     type ifname;
     elements = { "br0" }
   }
+  map published {
+    type inet_proto . inet_service : ipv4_addr . inet_service;
+    elements = { tcp . 8081 : 10.1.0.2 . 80, sctp . 8082 : 10.1.0.2 . 90 }
+  }
+  map published_addr {
+    type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;
+    elements = { 10.0.0.5 . udp . 5353 : 10.1.0.2 . 53 }
+  }
+  set published_own {
+    type ifname . inet_proto . inet_service;
+    elements = { "sy-one" . tcp . 8081, "sy-one" . sctp . 8082 }
+  }
+  set published_addr_own {
+    type ifname . ipv4_addr . inet_proto . inet_service;
+    elements = { "sy-one" . 10.0.0.5 . udp . 5353 }
+  }
   chain forward {
     type filter hook forward priority -10; policy accept;
     iifname @bridges meta mark set meta mark | 0x10000000 comment "leaves a Switchyard bridge"
@@ -82,13 +105,13 @@ table inet switchyard {
   }
   chain prerouting {
     type nat hook prerouting priority -100; policy accept;
-    iifname != "sy-one" fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
-    iifname != "sy-one" fib daddr type local sctp dport 8082 dnat ip to 10.1.0.2:90
+    meta nfproto ipv4 fib daddr type local iifname . meta l4proto . th dport != @published_own dnat ip to meta l4proto . th dport map @published
+    iifname . ip daddr . meta l4proto . th dport != @published_addr_own dnat ip to ip daddr . meta l4proto . th dport map @published_addr
   }
   chain output {
     type nat hook output priority -100; policy accept;
-    ip daddr != 127.0.0.0/8 fib daddr type local tcp dport 8081 dnat ip to 10.1.0.2:80
-    ip daddr != 127.0.0.0/8 fib daddr type local sctp dport 8082 dnat ip to 10.1.0.2:90
+    ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . th dport map @published
+    ip daddr != 127.0.0.0/8 dnat ip to ip daddr . meta l4proto . th dport map @published_addr
   }
   chain postrouting {
     type nat hook postrouting priority 100; policy accept;
@@ -171,6 +194,59 @@ describe("VXLAN from peer hosts only", () => {
       /type filter hook input priority -1; policy accept;\n {4}udp dport 4789 ip saddr != @vxlan_peers drop/,
     );
     assert.doesNotMatch(rendered, /flush ruleset/);
+  });
+});
+
+describe("published ports as elements", () => {
+  const withPorts = (ports: StateDocument["endpoints"][string]["ports"]): StateDocument => {
+    const document = state(network("n1", "sy-one", "10.1.0.0/24"));
+    document.endpoints.e1 = {
+      id: "e1",
+      networkId: "n1",
+      hostVeth: "vsye1",
+      peerVeth: "csye1",
+      mac: "02:42:0a:01:00:02",
+      address: "10.1.0.2/24",
+      ports,
+    };
+    return document;
+  };
+  const tcp = (hostPort: number, containerPort: number) => ({
+    proto: "tcp" as const,
+    containerPort,
+    hostIp: "",
+    hostPort,
+    hostPortEnd: hostPort,
+  });
+
+  it("a port change leaves the rest of the ruleset as it was", () => {
+    assert.equal(
+      renderNftStructure(withPorts([tcp(8081, 80)])),
+      renderNftStructure(withPorts([tcp(9000, 90), tcp(9001, 91)])),
+    );
+    assert.notEqual(
+      renderNftStructure(withPorts([])),
+      renderNftStructure(
+        state(network("n1", "sy-one", "10.1.0.0/24"), network("n2", "b2", "10.2.0.0/24")),
+      ),
+    );
+  });
+
+  it("renders one transaction: removals first, then additions (golden)", () => {
+    const update = renderPublishedUpdate(
+      publishedElements(withPorts([tcp(8081, 80), tcp(8082, 82)])),
+      publishedElements(withPorts([tcp(8081, 8080), tcp(8083, 83)])),
+    );
+    assert.equal(
+      update,
+      `delete element inet switchyard published { tcp . 8081, tcp . 8082 }
+delete element inet switchyard published_own { "sy-one" . tcp . 8082 }
+add element inet switchyard published { tcp . 8081 : 10.1.0.2 . 8080, tcp . 8083 : 10.1.0.2 . 83 }
+add element inet switchyard published_own { "sy-one" . tcp . 8083 }
+`,
+    );
+    const same = publishedElements(withPorts([tcp(8081, 80)]));
+    assert.equal(renderPublishedUpdate(same, same), "");
   });
 });
 

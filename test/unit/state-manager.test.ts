@@ -73,18 +73,22 @@ describe("StateManager", () => {
     assert.equal(store.saves, 0);
   });
 
-  it("the file store replaces its file atomically and leaves no temp file", async () => {
+  it("the file store appends each change to its journal and folds it into state.json at close", async () => {
     const directory = await mkdtemp(join(tmpdir(), "switchyard-state-"));
     try {
       const store = new FileStore(directory);
       const state = await StateManager.open(store, defaultIpamSettings());
       const { poolId } = await state.commit((_document, ipam) => ipam.requestPool(POOL));
       await state.commit((_document, ipam) => ipam.requestAddress(poolId, {}));
-      assert.deepEqual(await readdir(directory), ["state.json"]);
+      assert.deepEqual(await readdir(directory), ["state.journal"]);
+      await state.close();
+      assert.deepEqual((await readdir(directory)).sort(), ["state.journal", "state.json"]);
+      assert.equal(await readFile(join(directory, "state.journal"), "utf8"), "");
       const saved = JSON.parse(await readFile(join(directory, "state.json"), "utf8"));
       assert.equal(saved.version, 1);
       const reloaded = await StateManager.open(new FileStore(directory), defaultIpamSettings());
       assert.equal(reloaded.ipam.pool(poolId)?.allocatedCount, 1);
+      await reloaded.close();
     } finally {
       await rm(directory, { recursive: true, force: true });
     }

@@ -6,8 +6,7 @@
 set -euo pipefail
 
 IMAGE="${1:-switchyard-test/iperf3:latest}"
-DOCKER=/usr/bin/docker
-export DOCKER_API_VERSION=1.41
+DOCKER=docker
 
 if "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
   echo "iperf-image: $IMAGE already exists"

@@ -27,6 +27,7 @@ import {
   removeLeftovers,
 } from "./containers.ts";
 import { benchEndpointLatency, benchEndpointMemory, removeBenchNetwork } from "./endpoints.ts";
+import { benchGrowth, removeGrowthLeftovers } from "./growth.ts";
 import { docker, dockerMayFail, run } from "./lib/exec.ts";
 import { PLUGIN, PluginClient, pluginEnabled, pluginId, socketPathFor } from "./lib/plugin.ts";
 import { median, round } from "./lib/stats.ts";
@@ -47,7 +48,23 @@ const CALLS = int("BENCH_CALLS", 1000);
 const ENDPOINTS = int("BENCH_ENDPOINTS", 1000);
 const IPERF_ROUNDS = int("BENCH_IPERF_ROUNDS", 5);
 const IPERF_SECONDS = int("BENCH_IPERF_SECONDS", 5);
-const ALL_SECTIONS = ["enable", "run", "parallel", "iperf", "socket", "memory", "ipam", "rootfs"];
+/** Networks per driver at each point of the growth curve, and samples per figure and point. */
+const GROWTH_LEVELS = (process.env.BENCH_GROWTH_LEVELS ?? "1,100,500")
+  .split(",")
+  .map(Number)
+  .filter((level) => Number.isInteger(level) && level > 0);
+const GROWTH_SAMPLES = int("BENCH_GROWTH_SAMPLES", 5);
+const ALL_SECTIONS = [
+  "enable",
+  "run",
+  "parallel",
+  "iperf",
+  "growth",
+  "socket",
+  "memory",
+  "ipam",
+  "rootfs",
+];
 const ONLY = new Set(
   (process.env.BENCH_ONLY ?? "")
     .split(",")
@@ -150,7 +167,7 @@ async function machineInfo(id: string): Promise<Record<string, string>> {
     date: new Date().toISOString(),
     nproc: String(availableParallelism()),
     kernel: release(),
-    docker: `${dockerVersion} (client /usr/bin/docker, API 1.41)`,
+    docker: `${dockerVersion} (the docker client first on PATH, API negotiated)`,
     node: process.version,
     plugin: `${PLUGIN} ${id.slice(0, 12)}`,
   };
@@ -166,6 +183,7 @@ async function ensureImages(): Promise<void> {
 /** Removes the bench's containers and networks, saying what it removed or could not. */
 async function removeDockerLeftovers(): Promise<void> {
   try {
+    await removeGrowthLeftovers();
     const removed = await removeLeftovers();
     if (removed.containers + removed.networks > 0) {
       log(`removed ${removed.containers} containers and ${removed.networks} networks`);
@@ -322,6 +340,37 @@ async function main(): Promise<number> {
     });
 
     if (networksNeeded) await removeDockerLeftovers();
+
+    await section("growth", async () => {
+      const points = await benchGrowth(GROWTH_LEVELS, GROWTH_SAMPLES, log);
+      details.growth = points;
+      const last = GROWTH_LEVELS.at(-1);
+      for (const point of points) {
+        const atLast = point.networks === last;
+        compare(
+          `network create + rm at ${point.networks} networks per driver`,
+          "ms",
+          point.createMs,
+          atLast ? "ratio ≤ 1.15" : "-",
+          atLast ? (r) => r <= 1.15 : undefined,
+        );
+        compare(
+          `docker run --rm at ${point.networks} networks per driver`,
+          "ms",
+          point.runMs,
+          atLast ? "ratio ≤ 1.05" : "-",
+          atLast ? (r) => r <= 1.05 : undefined,
+        );
+        compare(
+          `docker rm -f at ${point.networks} networks per driver`,
+          "ms",
+          point.rmMs,
+          "-",
+          undefined,
+        );
+        single(`plugin RSS at ${point.networks} networks`, "MB", point.pluginRssBytes / MB, "-");
+      }
+    });
 
     await section("socket", async () => {
       id = await pluginId();

@@ -325,23 +325,32 @@ async function measure(
 
 /**
  * Where Switchyard differs from the built-in bridge on purpose, by daemon release. Switchyard
- * adopts Docker 28's protections on every release, so on 20.10 (whose bridge was laxer) these
- * cells differ; from 26 on, none should. Any other difference fails the test, and so does a
- * known one that no longer shows (the list must stay true).
+ * adopts Docker 28's protections on every release, so on older daemons (whose bridge was
+ * laxer) these cells differ; on 28, none should. Any other difference fails the test, and so
+ * does a known one that no longer shows (the list must stay true).
  */
 export function knownDifferences(
   major: number,
 ): Record<string, { switchyard: Cell; builtIn: Cell }> {
-  if (major >= 26) return {};
-  return {
-    // Docker 28 drops packets routed to a container's own address from other interfaces.
-    "outside → A container, routed to its address, on a port it publishes: tcp": {
+  const known: Record<string, { switchyard: Cell; builtIn: Cell }> = {};
+  if (major < 28) {
+    // Docker 28 drops packets routed to a container's own address from another interface:
+    // no direct access, not even to a published port, and no replies to unmasqueraded traffic.
+    known["outside → A container, routed to its address, on a port it publishes: tcp"] = {
       switchyard: false,
       builtIn: true,
-    },
-    // Docker 26 and later give internal networks no default route; 20.10 did.
-    "internal: container has an IPv4 default route": { switchyard: false, builtIn: true },
-  };
+    };
+    known["no masquerade → outside: ping"] = { switchyard: false, builtIn: true };
+    known["no masquerade → outside: source seen"] = {
+      switchyard: "no connection",
+      builtIn: "container address",
+    };
+  }
+  // Docker 26 and later give internal networks no default route; 20.10 did.
+  if (major < 26) {
+    known["internal: container has an IPv4 default route"] = { switchyard: false, builtIn: true };
+  }
+  return known;
 }
 
 /** The cells where two matrices differ, as readable lines. */

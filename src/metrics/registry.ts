@@ -68,35 +68,29 @@ interface Metric {
   sampleLines(): string[];
 }
 
-/** A value that only goes up (requests, failures). */
-export class Counter implements Metric {
-  readonly type = "counter";
+/** One number per label set: what counters and gauges share. */
+abstract class ScalarMetric implements Metric {
+  abstract readonly type: "counter" | "gauge";
+  protected readonly series: Series<{ value: number }>;
   readonly #labelNames: readonly string[];
-  readonly #series: Series<{ value: number }>;
 
   readonly name: string;
   readonly help: string;
 
-  constructor(name: string, help: string, labelNames: readonly string[] = []) {
+  constructor(name: string, help: string, labelNames: readonly string[]) {
     this.name = name;
     this.help = help;
     this.#labelNames = labelNames;
-    this.#series = new Series(labelNames);
-    // A counter without labels exists from the start, so a rate() sees its first increase.
-    if (labelNames.length === 0) this.#series.get({}, () => ({ value: 0 }));
+    this.series = new Series(labelNames);
   }
 
-  inc(labels: Labels = {}, by = 1): void {
-    this.#series.get(labels, () => ({ value: 0 })).value += by;
-  }
-
-  /** The current value for a label set (0 when never increased). */
+  /** The current value for a label set (0 when never set). */
   value(labels: Labels = {}): number {
-    return this.#series.get(labels, () => ({ value: 0 })).value;
+    return this.series.get(labels, () => ({ value: 0 })).value;
   }
 
   sampleLines(): string[] {
-    return this.#series
+    return this.series
       .entries()
       .map(
         ({ labels, value }) =>
@@ -105,38 +99,36 @@ export class Counter implements Metric {
   }
 }
 
-/** A value read when scraped (addresses free, ports published): set by a collect callback. */
-export class Gauge implements Metric {
-  readonly type = "gauge";
-  readonly #labelNames: readonly string[];
-  readonly #series: Series<{ value: number }>;
-
-  readonly name: string;
-  readonly help: string;
+/** A value that only goes up (requests, failures). */
+export class Counter extends ScalarMetric {
+  readonly type = "counter";
 
   constructor(name: string, help: string, labelNames: readonly string[] = []) {
-    this.name = name;
-    this.help = help;
-    this.#labelNames = labelNames;
-    this.#series = new Series(labelNames);
+    super(name, help, labelNames);
+    // A counter without labels exists from the start, so a rate() sees its first increase.
+    if (labelNames.length === 0) this.series.get({}, () => ({ value: 0 }));
+  }
+
+  inc(labels: Labels = {}, by = 1): void {
+    this.series.get(labels, () => ({ value: 0 })).value += by;
+  }
+}
+
+/** A value read when scraped (addresses free, ports published): set by a collect callback. */
+export class Gauge extends ScalarMetric {
+  readonly type = "gauge";
+
+  constructor(name: string, help: string, labelNames: readonly string[] = []) {
+    super(name, help, labelNames);
   }
 
   set(labels: Labels, value: number): void {
-    this.#series.get(labels, () => ({ value: 0 })).value = value;
+    this.series.get(labels, () => ({ value: 0 })).value = value;
   }
 
   /** Forgets every series (before a collect sets the ones that still exist). */
   reset(): void {
-    this.#series.clear();
-  }
-
-  sampleLines(): string[] {
-    return this.#series
-      .entries()
-      .map(
-        ({ labels, value }) =>
-          `${this.name}${formatLabels(this.#labelNames, labels)} ${formatValue(value.value)}`,
-      );
+    this.series.clear();
   }
 }
 

@@ -126,7 +126,14 @@ describe("registry: push, install, upgrade, downgrade", {
       const outcome = await dockerMayFail(["plugin", "enable", INSTALLED]);
       // An enable that timed out may have finished in the background.
       if (outcome.exitCode === 0 || /already enabled/.test(outcome.stderr)) return;
-      if (!/already in use/.test(outcome.stderr) || attempt > 30) {
+      // Docker 28's containerd may still be removing the task of the previous, failed start
+      // ("failed to create task … not found", "cannot start a container that has stopped",
+      // the socket of the dying process gone), as Docker 20.10 says "already in use".
+      const busy =
+        /already in use|failed to create task.*not found|container that has stopped|switchyard\.sock: connect: no such file/.test(
+          outcome.stderr,
+        );
+      if (!busy || attempt > 30) {
         throw new Error(`docker plugin enable ${INSTALLED}: ${outcome.stderr}`);
       }
       await sleep(1_000);

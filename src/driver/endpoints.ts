@@ -1,4 +1,5 @@
 import { badRequest, conflict } from "../errors.ts";
+import { inPacketFilter } from "../firewall/sync.ts";
 import { macFor, vethNamesFor } from "../names.ts";
 import {
   bareAddress,
@@ -101,9 +102,8 @@ export class Endpoints {
       };
       const commit = () => this.#context.state.commit(add);
       try {
-        // On a bridge the user made, the packet filter names each container's address.
-        if (network.bridgeOwned) await commit();
-        else await this.#context.firewall.around(add, commit);
+        if (inPacketFilter(document, endpoint)) await this.#context.firewall.around(add, commit);
+        else await commit();
       } catch (error) {
         await datapath.deleteLink(hostVeth);
         throw error;
@@ -138,9 +138,8 @@ export class Endpoints {
       delete state.endpoints[endpoint.id];
     };
     const commit = () => this.#context.state.commit(remove);
-    const owned = this.#context.state.document.networks[endpoint.networkId]?.bridgeOwned ?? true;
-    // Published ports, and a user bridge's container addresses, are in the packet filter.
-    if (endpoint.ports.length > 0 || !owned) await this.#context.firewall.around(remove, commit);
+    if (inPacketFilter(this.#context.state.document, endpoint))
+      await this.#context.firewall.around(remove, commit);
     else await commit();
     await this.#context.publisher.close(endpoint.id);
   }

@@ -15,15 +15,26 @@ export interface StatePreview {
 }
 
 /**
+ * True when an endpoint has rules of its own in the packet filter: it publishes ports, or it
+ * is on a bridge the user made (whose rules name each container's address). Adding or
+ * removing any other endpoint leaves the packet filter as it is.
+ */
+export function inPacketFilter(
+  document: Readonly<StateDocument>,
+  endpoint: Readonly<EndpointRecord>,
+): boolean {
+  const owned = document.networks[endpoint.networkId]?.bridgeOwned ?? true;
+  return endpoint.ports.length > 0 || !owned;
+}
+
+/**
  * What the packet filter is rendered from: every network, the multi-host peers, and only the
- * endpoints that have a rule (those that publish ports, and those on a bridge the user made,
- * whose container addresses are named). Shallow: committed records are never changed in place.
+ * endpoints {@link inPacketFilter}. Shallow: committed records are never changed in place.
  */
 export function firewallView(document: Readonly<StateDocument>): StateDocument {
   const endpoints: Record<string, EndpointRecord> = {};
   for (const [id, endpoint] of Object.entries(document.endpoints)) {
-    const owned = document.networks[endpoint.networkId]?.bridgeOwned ?? true;
-    if (endpoint.ports.length > 0 || !owned) endpoints[id] = endpoint;
+    if (inPacketFilter(document, endpoint)) endpoints[id] = endpoint;
   }
   return {
     version: 1,

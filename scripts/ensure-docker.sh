@@ -88,6 +88,11 @@ clear_docker_firewall() {
       iptables -w -t "$table" -X "$chain" 2>/dev/null || true
     done
   done
+  # Docker 26/28 made iptables-nft's raw table for its drops; Docker 20.10 uses none. Drop it
+  # when nothing but empty built-in chains is left in it.
+  if ! iptables -w -t raw -S 2>/dev/null | grep -q -- '^-A'; then
+    nft delete table ip raw 2>/dev/null || true
+  fi
   set -e -o pipefail
 }
 

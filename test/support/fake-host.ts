@@ -134,23 +134,7 @@ export class FakeHost {
    * (`hostVeth`) is a port of the bridge; default route via the gateway when given.
    */
   container(bridge: string, hostVeth: string, address: string, gateway?: string): string {
-    const name = `${this.name}-${hostVeth}`;
-    ip("netns", "add", name);
-    this.#others.push(name);
-    ip(
-      "-n",
-      this.name,
-      "link",
-      "add",
-      hostVeth,
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      name,
-    );
+    const name = this.#namespaceBehind(`${this.name}-${hostVeth}`, hostVeth);
     ip("-n", this.name, "link", "set", hostVeth, "master", bridge, "up");
     ip("-n", name, "addr", "add", address, "dev", "eth0");
     ip("-n", name, "link", "set", "eth0", "up");
@@ -164,23 +148,7 @@ export class FakeHost {
    * 10.250.0.2, with no route back to container subnets (so only masqueraded traffic returns).
    */
   uplink(options: { bridged?: boolean } = {}): string {
-    const name = `${this.name}-out`;
-    ip("netns", "add", name);
-    this.#others.push(name);
-    ip(
-      "-n",
-      this.name,
-      "link",
-      "add",
-      "uplink",
-      "type",
-      "veth",
-      "peer",
-      "name",
-      "eth0",
-      "netns",
-      name,
-    );
+    const name = this.#namespaceBehind(`${this.name}-out`, "uplink");
     // A VM host's uplink is often a bridge (br0, vmbr0) holding the address and default route.
     const device = options.bridged === true ? "br0" : "uplink";
     if (options.bridged === true) {
@@ -194,6 +162,27 @@ export class FakeHost {
     ip("-n", name, "addr", "add", "10.250.0.2/24", "dev", "eth0");
     ip("-n", name, "link", "set", "eth0", "up");
     ip("-n", name, "link", "set", "lo", "up");
+    return name;
+  }
+
+  /** A new namespace whose eth0 is a veth to this host, where its end is named `hostEnd`. */
+  #namespaceBehind(name: string, hostEnd: string): string {
+    ip("netns", "add", name);
+    this.#others.push(name);
+    ip(
+      "-n",
+      this.name,
+      "link",
+      "add",
+      hostEnd,
+      "type",
+      "veth",
+      "peer",
+      "name",
+      "eth0",
+      "netns",
+      name,
+    );
     return name;
   }
 

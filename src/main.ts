@@ -5,8 +5,9 @@ import { dirname } from "node:path";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import { type Logger, pino } from "pino";
 import { buildApp } from "./app.ts";
-import type { ClusterService } from "./cluster/cluster.ts";
+import type { ClusterService, PublishedName } from "./cluster/cluster.ts";
 import { IpDatapath } from "./datapath/ip-datapath.ts";
+import type { NameService } from "./discovery/name-service.ts";
 import { IpamDriver } from "./driver/ipam-driver.ts";
 import { NetworkDriver } from "./driver/network-driver.ts";
 import { createRunner, type Runner } from "./exec/runner.ts";
@@ -47,11 +48,29 @@ async function main(): Promise<void> {
   const firewall = new TimedFirewall(createFirewall(runner, logger), metrics);
   const datapath = new IpDatapath(runner);
   let network: NetworkDriver | undefined;
-  const cluster = await createCluster(settings, state, runner, logger, metrics, (vni, peers) => {
-    network
-      ?.updatePeers(vni, peers)
-      .catch((error: unknown) => logger.error({ err: error, vni }, "cannot update peer hosts"));
+  let names: NameService | undefined;
+  const cluster = await createCluster(settings, state, runner, logger, metrics, {
+    onPeers: (vni, peers) => {
+      network
+        ?.updatePeers(vni, peers)
+        .catch((error: unknown) => logger.error({ err: error, vni }, "cannot update peer hosts"));
+    },
+    onNames: (vni, published) => names?.onNames(vni, published),
   });
+  if (cluster !== undefined && settings.dnsAddress !== undefined) {
+    const [{ NameService }, { SocketDockerApi }] = await Promise.all([
+      import("./discovery/name-service.ts"),
+      import("./discovery/docker-api.ts"),
+    ]);
+    names = new NameService({
+      address: settings.dnsAddress,
+      state: () => state.document,
+      cluster,
+      docker: new SocketDockerApi(settings.dockerSocket),
+      datapath,
+      logger,
+    });
+  }
   network = new NetworkDriver({
     state,
     datapath,
@@ -60,6 +79,7 @@ async function main(): Promise<void> {
     logger,
     metrics,
     ...(cluster === undefined ? {} : { cluster }),
+    ...(names === undefined ? {} : { resolverAddress: settings.dnsAddress }),
   });
   const app = buildApp({
     network,
@@ -111,6 +131,8 @@ async function main(): Promise<void> {
       logger.error({ err: error }, "cannot reconcile the host at start-up"),
     )
     .finally(() => cluster?.resume(driver.clusterNetworks()));
+  // Names across hosts: the resolver and the publisher run beside requests, never in them.
+  void names?.start();
   driver
     .restorePublishedPorts()
     .catch((error: unknown) => logger.error({ err: error }, "cannot restore published ports"));
@@ -118,6 +140,7 @@ async function main(): Promise<void> {
   const stop = (signal: string): void => {
     logger.info({ signal }, "stopping");
     cluster?.stop();
+    names?.stop();
     driver.stop();
     // Requests answered, then the journal folded into state.json: what an older Switchyard
     // (a downgrade) reads is then the whole state.
@@ -180,7 +203,10 @@ async function createCluster(
   runner: Runner,
   logger: Logger,
   metrics: Metrics,
-  onPeers: (vni: number, peers: string[]) => void,
+  on: {
+    onPeers: (vni: number, peers: string[]) => void;
+    onNames: (vni: number, names: PublishedName[]) => void;
+  },
 ): Promise<ClusterService | undefined> {
   if (settings.etcdEndpoints.length === 0) return undefined;
   // Loaded only for multi-host: the etcd client pulls in node:https and TLS, ~3 MB resident
@@ -208,7 +234,7 @@ async function createCluster(
     logger,
     identity: { hostId, vtep },
     blockLength: settings.addressBlockLength,
-    onPeers,
+    ...on,
     // What this host hands out from, to claim again when it rejoins or its lease lapsed.
     ownedClaims: (vni) => {
       const record = state.document.cluster?.networks[String(vni)];

@@ -1,4 +1,5 @@
 import { type DefaultPool, defaultIpamSettings, parseDefaultPools } from "./ipam/ipam.ts";
+import { formatAddress, tryParseAddress } from "./ipam/prefix.ts";
 
 /** Everything the plugin reads from its environment (settable with `docker plugin set`). */
 export interface Settings {
@@ -16,7 +17,17 @@ export interface Settings {
   vxlanLocal: string;
   /** Prefix length of the address blocks a host claims in a multi-host network. */
   addressBlockLength: number;
+  /**
+   * Where the resolver of multi-host names listens (an IPv4 address this host takes on a
+   * dummy interface); undefined: off. Only with etcd.
+   */
+  dnsAddress?: string;
+  /** dockerd's API socket, as mounted into the plugin (names come from the Docker API). */
+  dockerSocket: string;
 }
+
+/** The resolver of multi-host names listens here unless DNS_ADDRESS says otherwise. */
+export const DEFAULT_DNS_ADDRESS = "169.254.53.53";
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
@@ -84,7 +95,19 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
       "settings ETCD_CERT_FILE and ETCD_KEY_FILE go together (a client certificate and its key): set both or neither",
     );
   }
+  const dnsText = (env.DNS_ADDRESS ?? DEFAULT_DNS_ADDRESS).trim();
+  const dnsAddress = dnsText === "" ? undefined : tryParseAddress(dnsText);
+  if (
+    dnsText !== "" &&
+    (dnsAddress === undefined || dnsAddress.v6 || /^(0|127|22[4-9]|2[3-5][0-9])\./.test(dnsText))
+  ) {
+    throw new Error(
+      `setting DNS_ADDRESS="${dnsText}" must be a unicast IPv4 address for the name resolver (default ${DEFAULT_DNS_ADDRESS}), or empty to turn it off`,
+    );
+  }
   return {
+    ...(dnsAddress === undefined ? {} : { dnsAddress: formatAddress(dnsAddress) }),
+    dockerSocket: env.DOCKER_SOCKET || "/host/run/docker.sock",
     etcdEndpoints,
     ...(file("ETCD_CA_FILE") === undefined ? {} : { etcdCaFile: file("ETCD_CA_FILE") }),
     ...(file("ETCD_CERT_FILE") === undefined ? {} : { etcdCertFile: file("ETCD_CERT_FILE") }),

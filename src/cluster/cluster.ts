@@ -3,6 +3,7 @@ import { badRequest, conflict, exhausted, internal, SwitchyardError } from "../e
 import {
   addressBits,
   firstAddress,
+  formatAddress,
   formatPrefix,
   type IpAddress,
   type IpPrefix,
@@ -12,6 +13,7 @@ import {
   parseAddress,
   parsePrefix,
   prefixContainsAddress,
+  tryParseAddress,
 } from "../ipam/prefix.ts";
 import type { Compare, KeyValue, KeyValueStore, TxnOperation } from "./kv.ts";
 
@@ -45,6 +47,22 @@ export interface ClusterIdentity {
   hostId: string;
   /** The underlay address VXLAN traffic to this host goes to. */
   vtep: string;
+}
+
+/**
+ * What a host publishes about one of its containers on a multi-host network, so the other
+ * hosts' resolvers answer its names: the container's name, network aliases (and short ID),
+ * lower-case, and its address there.
+ */
+export interface NameRecord {
+  names: string[];
+  ipv4: string;
+}
+
+/** A {@link NameRecord} as read back from etcd: which host published it, for which endpoint. */
+export interface PublishedName extends NameRecord {
+  hostId: string;
+  endpointId: string;
 }
 
 /** The address blocks and static addresses this host's local state says it holds in a network. */
@@ -107,6 +125,9 @@ export class ClusterService {
   /** Set from losing the lease until every network has this host's registration again. */
   #registrationLost = false;
   readonly #onPeers: (vni: number, peers: string[]) => void;
+  readonly #onNames: (vni: number, names: PublishedName[]) => void;
+  /** The names this host published per network, to publish again after a lost lease. */
+  readonly #names = new Map<number, Map<string, NameRecord>>();
 
   constructor(deps: {
     /** etcd in production; tests share one in-memory store between several services. */
@@ -115,6 +136,8 @@ export class ClusterService {
     identity: ClusterIdentity;
     blockLength: number;
     onPeers: (vni: number, peers: string[]) => void;
+    /** The names published by every host of a network changed (the whole list each time). */
+    onNames?: (vni: number, names: PublishedName[]) => void;
     /** What the local state holds in a network, to claim again after a restart or a lost lease. */
     ownedClaims?: (vni: number) => OwnedClaims;
     /** Tests shorten the renewal timer and the watch's idle limit. */
@@ -126,6 +149,7 @@ export class ClusterService {
     this.#identity = deps.identity;
     this.#blockLength = deps.blockLength;
     this.#onPeers = deps.onPeers;
+    this.#onNames = deps.onNames ?? (() => {});
     this.#ownedClaims = deps.ownedClaims ?? (() => ({ blocks: [], statics: [] }));
     this.#renewalDelay = deps.renewalDelay ?? renewalDelay;
     this.#watchIdleMs = deps.watchIdleMs ?? WATCH_IDLE_MS;
@@ -166,6 +190,7 @@ export class ClusterService {
     this.#watches.delete(vni);
     this.#joined.delete(vni);
     this.#conflicts.delete(vni);
+    this.#names.delete(vni);
     try {
       await this.#dropClaims(vni);
     } finally {
@@ -315,6 +340,46 @@ export class ClusterService {
     });
   }
 
+  /**
+   * Publishes the names of one of this host's containers on a multi-host network, under this
+   * host's lease: they go when the container's endpoint does, or when this host stops renewing.
+   */
+  async publishNames(vni: number, endpointId: string, record: NameRecord): Promise<void> {
+    if (!this.#joined.has(vni)) return;
+    let published = this.#names.get(vni);
+    if (published === undefined) {
+      published = new Map();
+      this.#names.set(vni, published);
+    }
+    published.set(endpointId, record);
+    await this.#putNames(vni, endpointId, record);
+  }
+
+  /** Withdraws what {@link publishNames} published for an endpoint. */
+  async withdrawNames(vni: number, endpointId: string): Promise<void> {
+    this.#names.get(vni)?.delete(endpointId);
+    await this.#kv.delete(nameKey(vni, this.#identity.hostId, endpointId));
+  }
+
+  /** The endpoints of a network whose names this host has published. */
+  publishedNames(vni: number): ReadonlyMap<string, NameRecord> {
+    return this.#names.get(vni) ?? new Map();
+  }
+
+  /** Whether this host is (being) a member of the network in etcd. */
+  isJoined(vni: number): boolean {
+    return this.#joined.has(vni);
+  }
+
+  async #putNames(vni: number, endpointId: string, record: NameRecord): Promise<void> {
+    const lease = await this.#ensureLease();
+    await this.#kv.put(
+      nameKey(vni, this.#identity.hostId, endpointId),
+      JSON.stringify({ names: record.names, ipv4: record.ipv4 }),
+      lease,
+    );
+  }
+
   /** Blocks this host must not hand out new addresses from: etcd gives them to another host. */
   conflictedBlocks(vni: number): readonly string[] {
     return [...(this.#conflicts.get(vni) ?? [])];
@@ -444,7 +509,10 @@ export class ClusterService {
     const base = networkPrefix(vni);
     const listing = await this.#kv.snapshot(base);
     const leftovers = listing.entries.filter(
-      (entry) => this.#isMine(base, entry) && !entry.key.startsWith(`${base}hosts/`),
+      (entry) =>
+        this.#isMine(base, entry) &&
+        !entry.key.startsWith(`${base}hosts/`) &&
+        !entry.key.startsWith(`${base}names/`),
     );
     if (leftovers.length === 0) return;
     this.#logger.warn(
@@ -460,6 +528,7 @@ export class ClusterService {
   #isMine(base: string, entry: KeyValue): boolean {
     const below = entry.key.slice(base.length);
     if (below === `hosts/${this.#identity.hostId}`) return true;
+    if (below.startsWith(`names/${this.#identity.hostId}/`)) return true;
     return (
       (below.startsWith("blocks/") || below.startsWith("addresses/")) &&
       entry.value === this.#identity.hostId
@@ -547,6 +616,9 @@ export class ClusterService {
       try {
         await this.#register(vni, joined.config);
         await this.#reclaim(vni);
+        for (const [endpointId, record] of this.#names.get(vni) ?? []) {
+          await this.#putNames(vni, endpointId, record);
+        }
       } catch (error) {
         complete = false;
         const conflicting = error instanceof SwitchyardError && error.kind === "Conflict";
@@ -571,17 +643,19 @@ export class ClusterService {
   }
 
   /**
-   * Lists the network's hosts, then watches for changes; lists again whenever the watch breaks,
-   * and when it has said nothing for a while: a silent partition can leave a stream open that
-   * never reports again, and listing (which times out) tells a live etcd from a lost one.
+   * Lists the network's hosts and published names, then watches for changes; lists again
+   * whenever the watch breaks, and when it has said nothing for a while: a silent partition can
+   * leave a stream open that never reports again, and listing (which times out) tells a live
+   * etcd from a lost one.
    */
   #follow(vni: number): void {
     if (this.#watches.has(vni)) return;
     const controller = new AbortController();
     this.#watches.set(vni, controller);
-    const prefix = `${networkPrefix(vni)}hosts/`;
-    /** The peers last told, and whether the last watch ended only because it went quiet. */
-    let published = "";
+    const base = networkPrefix(vni);
+    /** The peers and names last told, and whether the last watch ended as it went quiet. */
+    let toldPeers: string | undefined;
+    let toldNames: string | undefined;
     let quiet = false;
     const loop = async (): Promise<void> => {
       while (!controller.signal.aborted) {
@@ -601,33 +675,56 @@ export class ClusterService {
         quiet = false;
         try {
           const peers = new Map<string, string>();
-          const listing = await this.#kv.snapshot(prefix);
-          for (const entry of listing.entries) peers.set(entry.key, entry.value);
+          const names = new Map<string, string>();
+          const note = (key: string, value: string | undefined): void => {
+            const below = key.slice(base.length);
+            const into = below.startsWith("hosts/")
+              ? peers
+              : below.startsWith("names/")
+                ? names
+                : undefined;
+            if (value === undefined) into?.delete(below);
+            else into?.set(below, value);
+          };
+          const listing = await this.#kv.snapshot(base);
+          for (const entry of listing.entries) note(entry.key, entry.value);
+          // After a re-list that is not only a quiet spell's, tell all again (a resync);
+          // otherwise tell only what changed.
+          let force = !wasQuiet;
           const publish = (): void => {
-            const list = [...peers.entries()]
-              .filter(([key]) => !key.endsWith(`/${this.#identity.hostId}`))
+            const peerList = [...peers.entries()]
+              .filter(([below]) => below !== `hosts/${this.#identity.hostId}`)
               .map(([, vtep]) => vtep)
               .sort();
-            // A listing after a quiet spell is news only when it differs from what was told.
-            if (wasQuiet && list.join() === published) return;
-            published = list.join();
-            this.#onPeers(vni, list);
+            if (force || peerList.join() !== toldPeers) {
+              toldPeers = peerList.join();
+              this.#onPeers(vni, peerList);
+            }
+            const nameList = [...names.entries()].flatMap(([below, value]) => {
+              const record = parsePublishedName(below.slice("names/".length), value);
+              return record === undefined ? [] : [record];
+            });
+            const text = JSON.stringify(nameList);
+            if (force || text !== toldNames) {
+              toldNames = text;
+              this.#onNames(vni, nameList);
+            }
+            force = false;
           };
           publish();
           quietFrom();
           await this.#kv.watch(
-            prefix,
+            base,
             (event) => {
               quietFrom();
-              if (event.type === "DELETE") peers.delete(event.key);
-              else peers.set(event.key, event.value);
+              note(event.key, event.type === "DELETE" ? undefined : event.value);
               publish();
             },
             attempt.signal,
             listing.revision,
           );
         } catch (error) {
-          this.#logger.debug({ err: error, vni }, "watch of peers broke");
+          this.#logger.debug({ err: error, vni }, "watch of the network in etcd broke");
         } finally {
           clearTimeout(timer);
           controller.signal.removeEventListener("abort", stopAttempt);
@@ -638,6 +735,8 @@ export class ClusterService {
         }
         if (!controller.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1_000));
       }
+      // Left (or stopped): nobody on this host resolves the network's names any more.
+      this.#onNames(vni, []);
     };
     void loop();
   }
@@ -645,6 +744,46 @@ export class ClusterService {
 
 /** Every key of one multi-host network starts with this. */
 const networkPrefix = (vni: number): string => `${ROOT}/${vni}/`;
+
+/** Where a host publishes the names of one of its endpoints. */
+const nameKey = (vni: number, hostId: string, endpointId: string): string =>
+  `${networkPrefix(vni)}names/${hostId}/${endpointId}`;
+
+/** A name as Docker's resolver matches it: lower-case letters, digits, `_`, `-` and dots. */
+const NAME = /^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$/;
+
+/** Names as published: lower-cased, without duplicates, only those a resolver can match. */
+export function publishableNames(names: readonly unknown[]): string[] {
+  const valid = names
+    .filter((name): name is string => typeof name === "string")
+    .map((name) => name.toLowerCase())
+    .filter((name) => NAME.test(name));
+  return [...new Set(valid)];
+}
+
+/**
+ * Reads a `names/HOST/ENDPOINT` entry another host wrote; anything malformed (a hostile or
+ * newer writer) is left out rather than trusted.
+ */
+export function parsePublishedName(below: string, value: string): PublishedName | undefined {
+  const [hostId, endpointId, extra] = below.split("/");
+  if (!hostId || !endpointId || extra !== undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== "object" || parsed === null) return undefined;
+  const { names, ipv4 } = parsed as { names?: unknown; ipv4?: unknown };
+  if (!Array.isArray(names) || typeof ipv4 !== "string") return undefined;
+  const address = tryParseAddress(ipv4);
+  if (address === undefined || address.v6) return undefined;
+  // Our writers publish names already in this form; anything else is not trusted.
+  const valid = publishableNames(names);
+  if (valid.length === 0 || valid.join("\n") !== names.join("\n")) return undefined;
+  return { hostId, endpointId, names: valid, ipv4: formatAddress(address) };
+}
 
 /** The `/length` blocks of `pool`, in order, that share an address with `range`. */
 function* blocksOverlapping(pool: IpPrefix, length: number, range: IpPrefix): Generator<IpPrefix> {

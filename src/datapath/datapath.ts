@@ -61,6 +61,8 @@ export interface Datapath {
   ensureVxlan(spec: VxlanSpec): Promise<void>;
   /** Makes the device flood broadcast and unknown traffic to exactly these peers. */
   setFloodPeers(device: string, peers: readonly string[]): Promise<void>;
+  /** Creates a dummy interface holding one address (`/32`) if missing, and brings it up. */
+  ensureDummy(name: string, address: string): Promise<void>;
   /** The MTU of the interface holding an address (the underlay), or undefined. */
   mtuOfAddress(address: string): Promise<number | undefined>;
   /**

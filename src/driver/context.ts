@@ -21,6 +21,8 @@ export interface DriverContext {
   /** Veth deletions still running after their DeleteEndpoint was answered. */
   deletions: PendingDeletions;
   metrics: Metrics;
+  /** The address of the multi-host name resolver, when it runs (Join routes containers to it). */
+  resolverAddress?: string;
 }
 
 /** Lock key of one network: its requests run one at a time, other networks' beside them. */

@@ -1,5 +1,6 @@
 import { badRequest, conflict } from "../errors.ts";
 import { inPacketFilter } from "../firewall/sync.ts";
+import { formatPrefix, networkOf, parseAddress } from "../ipam/prefix.ts";
 import { macFor, vethNamesFor } from "../names.ts";
 import {
   bareAddress,
@@ -35,7 +36,15 @@ export interface JoinResult {
   gateway?: string;
   gatewayV6?: string;
   disableGatewayService: boolean;
+  /** Routes through a next hop (multi-host networks: the way to the name resolver). */
+  routes?: { destination: string; nextHop: string }[];
 }
+
+/**
+ * Prefix lengths of the route to the name resolver, longest first: each multi-host network of
+ * one container gets a different one, as Docker fails a Join whose route the container has.
+ */
+const RESOLVER_ROUTE_LENGTHS = [32, 31, 30, 29, 28, 27, 26, 25, 24];
 
 /** Endpoints: the veth pair of a container on a network. */
 export class Endpoints {
@@ -124,10 +133,27 @@ export class Endpoints {
       const endpoint = lookupEndpoint(this.#context.state.document, networkId, endpointId);
       if (endpoint === undefined) return; // already gone: Docker may retry
       await this.forget(endpoint);
+      this.#withdrawNames(networkId, endpointId);
       this.#context.deletions.add(
         networkId,
         endpoint.hostVeth,
         this.#context.datapath.deleteLink(endpoint.hostVeth),
+      );
+    });
+  }
+
+  /**
+   * The container's names on a multi-host network stop resolving on other hosts at once; if
+   * etcd is away, they go with this host's lease or at the next resync.
+   */
+  #withdrawNames(networkId: string, endpointId: string): void {
+    const vni = this.#context.state.document.networks[networkId]?.vxlanId;
+    const cluster = this.#context.cluster;
+    if (vni === undefined || cluster === undefined) return;
+    cluster.withdrawNames(vni, endpointId).catch((error: unknown) => {
+      this.#context.logger.warn(
+        { err: error, vni, endpoint: endpointId.slice(0, 12) },
+        "cannot withdraw the container's names from etcd; they go at the next resync",
       );
     });
   }
@@ -171,8 +197,13 @@ export class Endpoints {
     });
   }
 
-  /** Join hands Docker the container end; it only reads the state. */
-  join(networkId: string, endpointId: string): JoinResult {
+  /**
+   * Join hands Docker the container end. On a multi-host network with the name resolver on, it
+   * also gives a route to the resolver through the network's gateway (internal networks have
+   * no default route), and records the container's sandbox to keep that route apart from
+   * the ones its other multi-host networks give.
+   */
+  async join(networkId: string, endpointId: string, sandbox?: string): Promise<JoinResult> {
     const document = this.#context.state.document;
     const network = findNetwork(document, networkId);
     const endpoint = findEndpoint(document, networkId, endpointId);
@@ -188,6 +219,39 @@ export class Endpoints {
     // Without a gateway Docker would add the container to docker_gwbridge too.
     result.disableGatewayService =
       network.internal || (result.gateway === undefined && result.gatewayV6 === undefined);
+    const resolver = this.#context.resolverAddress;
+    if (
+      network.vxlanId === undefined ||
+      resolver === undefined ||
+      gateway === undefined ||
+      endpoint.address === undefined
+    )
+      return result;
+    const taken = new Set(
+      Object.values(document.endpoints)
+        .filter((other) => other.id !== endpointId && sandbox !== undefined)
+        .filter((other) => other.sandbox === sandbox)
+        .map((other) => other.resolverRoute),
+    );
+    const length = RESOLVER_ROUTE_LENGTHS.find((candidate) => !taken.has(candidate));
+    if (length === undefined) {
+      this.#context.logger.warn(
+        { endpoint: endpointId.slice(0, 12) },
+        "this container is on too many multi-host networks for one more route to the name resolver",
+      );
+      return result;
+    }
+    if (endpoint.sandbox !== sandbox || endpoint.resolverRoute !== length) {
+      await this.#context.state.commit((state) => {
+        const current = state.endpoints[endpointId];
+        if (current === undefined) return;
+        if (sandbox === undefined) delete current.sandbox;
+        else current.sandbox = sandbox;
+        current.resolverRoute = length;
+      });
+    }
+    const destination = networkOf({ v6: false, address: parseAddress(resolver).value, length });
+    result.routes = [{ destination: formatPrefix(destination), nextHop: bareAddress(gateway) }];
     return result;
   }
 

@@ -36,6 +36,8 @@ export class NetworkDriver {
     logger: Logger;
     cluster?: ClusterService;
     metrics?: Metrics;
+    /** The multi-host name resolver's address, when it runs. */
+    resolverAddress?: string;
   }) {
     const context: DriverContext = {
       state: deps.state,
@@ -47,6 +49,7 @@ export class NetworkDriver {
       cluster: deps.cluster,
       deletions: new PendingDeletions(deps.logger),
       metrics: deps.metrics ?? new Metrics(),
+      ...(deps.resolverAddress === undefined ? {} : { resolverAddress: deps.resolverAddress }),
     };
     this.#overlay = new Overlay(context);
     this.#networks = new Networks(context, this.#overlay);
@@ -75,8 +78,8 @@ export class NetworkDriver {
     return this.#endpoints.info(networkId, endpointId);
   }
 
-  async join(networkId: string, endpointId: string): Promise<JoinResult> {
-    return this.#endpoints.join(networkId, endpointId);
+  join(networkId: string, endpointId: string, sandbox?: string): Promise<JoinResult> {
+    return this.#endpoints.join(networkId, endpointId, sandbox);
   }
 
   /**

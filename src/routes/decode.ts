@@ -90,3 +90,17 @@ export function decodeCreateEndpoint(body: CreateEndpointRequest): CreateEndpoin
 export function decodePortBindings(options: WireOptions | null | undefined): PortBinding[] {
   return parsePortBindings(options);
 }
+
+/**
+ * Join's SandboxKey: the container's network namespace as a path. Kept only to tell which
+ * endpoints share a container; anything but a plain absolute path is refused.
+ */
+export function decodeSandboxKey(text: string | undefined): string | undefined {
+  if (text === undefined || text === "") return undefined;
+  if (!/^\/[A-Za-z0-9_./-]{1,4095}$/.test(text) || text.includes("/../")) {
+    throw badRequest(
+      `SandboxKey ${JSON.stringify(text.slice(0, 80))} is not a network namespace path`,
+    );
+  }
+  return text;
+}

@@ -20,7 +20,12 @@ import type {
   JoinResponse,
   NetworkRequest,
 } from "../protocol/wire.ts";
-import { decodeCreateEndpoint, decodeCreateNetwork, decodePortBindings } from "./decode.ts";
+import {
+  decodeCreateEndpoint,
+  decodeCreateNetwork,
+  decodePortBindings,
+  decodeSandboxKey,
+} from "./decode.ts";
 
 /** `/NetworkDriver.*`: decode, call the driver, encode. */
 export function registerNetworkRoutes(app: FastifyInstance, driver: NetworkDriver): void {
@@ -84,10 +89,19 @@ export function registerNetworkRoutes(app: FastifyInstance, driver: NetworkDrive
     "/NetworkDriver.Join",
     { schema: { body: joinBody } },
     async (request): Promise<JoinResponse> => {
-      const result = await driver.join(request.body.NetworkID, request.body.EndpointID);
+      const result = await driver.join(
+        request.body.NetworkID,
+        request.body.EndpointID,
+        decodeSandboxKey(request.body.SandboxKey),
+      );
       const response: JoinResponse = {
         InterfaceName: { SrcName: result.srcName, DstPrefix: "eth" },
-        StaticRoutes: [],
+        // RouteType 0: through NextHop (libnetwork's types.NEXTHOP).
+        StaticRoutes: (result.routes ?? []).map((route) => ({
+          Destination: route.destination,
+          RouteType: 0,
+          NextHop: route.nextHop,
+        })),
         DisableGatewayService: result.disableGatewayService,
       };
       if (result.gateway !== undefined) response.Gateway = result.gateway;

@@ -79,6 +79,13 @@ export interface EndpointRecord {
   address?: string;
   addressV6?: string;
   ports: PortBinding[];
+  /**
+   * Multi-host networks only: the container's network namespace (Join's SandboxKey), and the
+   * prefix length of the route to the name resolver Join gave it (distinct per sandbox: Docker
+   * fails a Join whose route a sandbox already has).
+   */
+  sandbox?: string;
+  resolverRoute?: number;
 }
 
 /** Everything Switchyard knows; persisted as one document. */

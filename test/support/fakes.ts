@@ -56,6 +56,12 @@ export class FakeDatapath implements Datapath {
     });
   }
 
+  async ensureDummy(name: string, address: string): Promise<void> {
+    this.addLink(name, "dummy");
+    const link = this.hostLinks.get(name);
+    if (link !== undefined) link.addresses = [`${address}/32`];
+  }
+
   async deleteBridge(name: string): Promise<void> {
     this.hostLinks.delete(name);
   }
@@ -140,7 +146,12 @@ export class FakeDatapath implements Datapath {
  */
 export async function buildTestApp(
   store = new MemoryStore(),
-  host: { datapath?: Datapath; firewall?: Firewall; cluster?: ClusterService } = {},
+  host: {
+    datapath?: Datapath;
+    firewall?: Firewall;
+    cluster?: ClusterService;
+    resolverAddress?: string;
+  } = {},
 ) {
   const logger = pino({ level: "silent" });
   const state = await StateManager.open(store, defaultIpamSettings());
@@ -160,6 +171,7 @@ export async function buildTestApp(
     logger,
     metrics,
     ...(host.cluster === undefined ? {} : { cluster: host.cluster }),
+    ...(host.resolverAddress === undefined ? {} : { resolverAddress: host.resolverAddress }),
   });
   const ipam = new IpamDriver({
     state,

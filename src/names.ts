@@ -77,6 +77,3 @@ export const vxlanDeviceName = (vni: number): string => `syvx${vni}`;
 
 /** True for a name {@link vxlanDeviceName} makes. */
 export const isVxlanDeviceName = (name: string): boolean => /^syvx[0-9]+$/.test(name);
-
-/** The dummy interface holding the multi-host name resolver's address. */
-export const RESOLVER_LINK = "sy-dns";

@@ -18,8 +18,8 @@ export interface Settings {
   /** Prefix length of the address blocks a host claims in a multi-host network. */
   addressBlockLength: number;
   /**
-   * Where the resolver of multi-host names listens (an IPv4 address this host takes on a
-   * dummy interface); undefined: off. Only with etcd.
+   * Where the resolver of multi-host names listens (an IPv4 address this host adds to its
+   * loopback interface); undefined: off. Only with etcd.
    */
   dnsAddress?: string;
   /** dockerd's API socket, as mounted into the plugin (names come from the Docker API). */

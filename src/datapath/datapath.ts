@@ -61,8 +61,12 @@ export interface Datapath {
   ensureVxlan(spec: VxlanSpec): Promise<void>;
   /** Makes the device flood broadcast and unknown traffic to exactly these peers. */
   setFloodPeers(device: string, peers: readonly string[]): Promise<void>;
-  /** Creates a dummy interface holding one address (`/32`) if missing, and brings it up. */
-  ensureDummy(name: string, address: string): Promise<void>;
+  /**
+   * Adds an address (`/32`) to the loopback interface if missing: a local address reached
+   * through any interface, needing no kernel module (a dummy interface would, and a host
+   * inside a container cannot load one).
+   */
+  ensureLocalAddress(address: string): Promise<void>;
   /** The MTU of the interface holding an address (the underlay), or undefined. */
   mtuOfAddress(address: string): Promise<number | undefined>;
   /**

@@ -252,20 +252,9 @@ export class IpDatapath implements Datapath {
     }
   }
 
-  async ensureDummy(name: string, address: string): Promise<void> {
-    const existing = await this.link(name);
-    if (existing !== undefined && existing.kind !== "dummy") {
-      throw internal(
-        `cannot create dummy interface "${name}": an interface of kind ${existing.kind ?? "device"} has that name`,
-      );
-    }
-    const commands: string[][] = [];
-    if (existing === undefined) commands.push(["link", "add", "name", name, "type", "dummy"]);
-    const present = existing === undefined ? new Set<string>() : await this.#addresses(name);
-    if (!present.has(`${address}/32`))
-      commands.push(["address", "add", `${address}/32`, "dev", name]);
-    commands.push(["link", "set", "dev", name, "up"]);
-    await this.#batch(commands);
+  async ensureLocalAddress(address: string): Promise<void> {
+    if ((await this.#addresses("lo")).has(`${address}/32`)) return;
+    await this.#batch([["address", "add", `${address}/32`, "dev", "lo"]]);
   }
 
   async mtuOfAddress(address: string): Promise<number | undefined> {

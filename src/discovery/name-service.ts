@@ -2,7 +2,6 @@ import type { Logger } from "pino";
 import type { ClusterService, PublishedName } from "../cluster/cluster.ts";
 import type { Datapath } from "../datapath/datapath.ts";
 import { DnsServer } from "../dns/server.ts";
-import { RESOLVER_LINK } from "../names.ts";
 import { bareAddress, type StateDocument } from "../state/model.ts";
 import type { DockerApi } from "./docker-api.ts";
 import { LocalNames, type LocalNetwork } from "./local-names.ts";
@@ -14,8 +13,8 @@ const RETRY_MS = 10_000;
 
 /**
  * Names across hosts on multi-host networks. Each host publishes its containers' names in
- * etcd ({@link LocalNames}) and answers the other hosts' names with a small DNS server on a
- * dummy interface. Docker's embedded DNS forwards the names it does not know to the servers of
+ * etcd ({@link LocalNames}) and answers the other hosts' names with a small DNS server on an
+ * address of its own (on the loopback interface). Docker's embedded DNS forwards the names it does not know to the servers of
  * dockerd's `dns` setting: with this resolver's address first in that setting, a container
  * resolves the containers of the other hosts by name and alias. Join routes each container on
  * a multi-host network to the address through the network's gateway.
@@ -75,7 +74,7 @@ export class NameService {
     this.#local.start();
     const attempt = async (): Promise<void> => {
       try {
-        await this.#datapath.ensureDummy(RESOLVER_LINK, this.#address);
+        await this.#datapath.ensureLocalAddress(this.#address);
         await this.#server.start();
         this.#logger.info(
           { address: this.#address },

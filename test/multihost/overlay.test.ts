@@ -10,44 +10,11 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { TEST_IMAGE } from "../e2e/lib/config.ts";
 import { waitFor } from "../e2e/lib/wait.ts";
 import { type Cluster, ETCD_URL, PLUGIN, type SimHost, startCluster } from "./lib/cluster.ts";
+import { addressOf, createMesh, pingFrom } from "./lib/commands.ts";
 
 const MESH = "mesh";
 const BACKEND = "backend";
 const PER_HOST = 30;
-
-const createMesh = (
-  host: SimHost,
-  name: string,
-  vni: string,
-  subnet: string,
-  extra: string[] = [],
-) =>
-  host.docker([
-    "network",
-    "create",
-    "-d",
-    PLUGIN,
-    "--ipam-driver",
-    PLUGIN,
-    "-o",
-    `vxlan.id=${vni}`,
-    "--subnet",
-    subnet,
-    ...extra,
-    name,
-  ]);
-
-const addressOf = async (host: SimHost, container: string, network: string): Promise<string> =>
-  host.docker([
-    "inspect",
-    "-f",
-    `{{(index .NetworkSettings.Networks "${network}").IPAddress}}`,
-    container,
-  ]);
-
-const pingFrom = async (host: SimHost, container: string, target: string): Promise<boolean> =>
-  (await host.dockerMayFail(["exec", container, "ping", "-c", "1", "-W", "2", target])).exitCode ===
-  0;
 
 describe("multi-host overlay (3 DinD hosts + etcd)", { timeout: 900_000 }, () => {
   let cluster: Cluster | undefined;

@@ -107,6 +107,9 @@ export interface Cluster {
   stopEtcd(): Promise<void>;
   /** `docker start` of the etcd container; resolves once etcd answers again. */
   startEtcd(): Promise<void>;
+  /** `docker pause` of a host's DinD container: everything in it, the plugin too, stops. */
+  pauseHost(host: SimHost): Promise<void>;
+  unpauseHost(host: SimHost): Promise<void>;
   /**
    * `docker restart` of the host's DinD container (its /var/lib/docker is a volume, so images,
    * the plugin, networks and containers survive, as on a rebooted machine); resolves once the
@@ -126,6 +129,10 @@ export interface ClusterOptions {
   hosts: number;
   /** `KEY=VALUE` entries for `docker plugin set` in each host, before the plugin is enabled. */
   pluginSettings?: (host: SimHost, cluster: { etcdUrl: string }) => string[];
+  /** Extra flags for each host's dockerd (e.g. `--dns 169.254.53.53`). */
+  dockerdArgs?: string[];
+  /** Images of the machine's dockerd to load into every host besides the test image. */
+  images?: string[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -435,10 +442,16 @@ async function waitForPlugin(host: SimHost): Promise<void> {
   );
 }
 
-async function startHost(
-  host: SimHost,
-  pluginSettings: ClusterOptions["pluginSettings"],
-): Promise<void> {
+/** Copies an image from the machine's dockerd into a simulated host's. */
+async function loadImage(host: SimHost, image: string): Promise<void> {
+  await streamInto(
+    { file: DOCKER_CLIENT, args: ["save", image] },
+    host.name,
+    "docker load >/dev/null",
+  );
+}
+
+async function startHost(host: SimHost, options: ClusterOptions): Promise<void> {
   await outerDocker([
     "run",
     "-d",
@@ -465,18 +478,17 @@ async function startHost(
     // networks must survive a host restart. Overlayfs on overlayfs does not work, ext4 does.
     "-v",
     `${host.name}-docker:/var/lib/docker`,
+    ...(options.dockerdArgs === undefined
+      ? []
+      : ["-e", `DOCKERD_ARGS=${options.dockerdArgs.join(" ")}`]),
     DIND_IMAGE,
   ]);
   debug(`${host.name}: container started`);
   await waitForInnerDocker(host);
   debug(`${host.name}: dockerd answers`);
 
-  await streamInto(
-    { file: DOCKER_CLIENT, args: ["save", TEST_IMAGE] },
-    host.name,
-    "docker load >/dev/null",
-  );
-  debug(`${host.name}: test image loaded`);
+  for (const image of [TEST_IMAGE, ...(options.images ?? [])]) await loadImage(host, image);
+  debug(`${host.name}: images loaded`);
 
   await streamInto(
     { file: "tar", args: ["-C", "plugin", "-c", "."] },
@@ -489,7 +501,7 @@ async function startHost(
   debug(`${host.name}: plugin created`);
   // `plugin create` copied the rootfs into /var/lib/docker/plugins.
   await host.exec(["rm", "-rf", PLUGIN_DIR_INSIDE]);
-  const settings = pluginSettings?.(host, { etcdUrl: ETCD_URL }) ?? [];
+  const settings = options.pluginSettings?.(host, { etcdUrl: ETCD_URL }) ?? [];
   if (settings.length > 0) {
     // A mount's source (`state.source=/x`) must exist before the plugin is enabled.
     for (const setting of settings) {
@@ -526,6 +538,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     ensureImage(TEST_IMAGE, "test-image.sh"),
     ensureImage(DIND_IMAGE, "dind-image.sh"),
   ]);
+  // Other images (e.g. switchyard-test/haproxy) are built by scripts/<name>-image.sh.
+  for (const image of options.images ?? []) {
+    const script = /^switchyard-test\/([a-z0-9-]+):/.exec(image)?.[1];
+    if (script === undefined) throw new Error(`no script builds image ${image}`);
+    await ensureImage(image, `${script}-image.sh`);
+  }
 
   const hosts = Array.from({ length: options.hosts }, (_, i) => makeHost(i + 1));
   let destroyed = false;
@@ -550,10 +568,7 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
       CLUSTER_NETWORK,
     ]);
     debug(`${CLUSTER_NETWORK} created`);
-    await Promise.all([
-      startEtcdContainer(),
-      ...hosts.map((host) => startHost(host, options.pluginSettings)),
-    ]);
+    await Promise.all([startEtcdContainer(), ...hosts.map((host) => startHost(host, options))]);
   } catch (error) {
     if (process.env.SY_MH_KEEP !== "1") await destroy().catch(() => {});
     throw error;
@@ -569,6 +584,12 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     async startEtcd() {
       await outerDocker(["start", ETCD_CONTAINER]);
       await waitForEtcd();
+    },
+    async pauseHost(host) {
+      await outerDocker(["pause", host.name]);
+    },
+    async unpauseHost(host) {
+      await outerDocker(["unpause", host.name]);
     },
     async restartHost(host) {
       await outerDocker(["restart", "-t", "20", host.name]);

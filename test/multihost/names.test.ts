@@ -1,0 +1,314 @@
+// Names across hosts (issue 13, scenario S11): three Docker-in-Docker hosts and etcd, each
+// dockerd with `--dns 169.254.53.53` (Switchyard's resolver: the one-time per-host setting).
+// Containers resolve the names and aliases of containers on other hosts of a multi-host
+// network; HAProxy on host 1 reaches web1 and web2 on hosts 2 and 3 by name through an
+// --internal overlay; names go when their container or their host's lease does; and 90
+// parallel `docker run` with static and automatic addresses never share an address.
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { TEST_IMAGE } from "../e2e/lib/config.ts";
+import { waitFor } from "../e2e/lib/wait.ts";
+import {
+  CLUSTER_GATEWAY,
+  type Cluster,
+  ETCD_URL,
+  type SimHost,
+  startCluster,
+} from "./lib/cluster.ts";
+import { addressOf, createMesh, pingFrom, resolveFrom } from "./lib/commands.ts";
+
+const HAPROXY_IMAGE = "switchyard-test/haproxy:latest";
+const RESOLVER = "169.254.53.53";
+const MESH = "mesh";
+const MIXED = "mixed";
+const PER_HOST = 30;
+/** The lease TTL hosts register with (src/cluster/cluster.ts). */
+const LEASE_TTL_MS = 15_000;
+
+const httpd = (text: string) => [
+  TEST_IMAGE,
+  "sh",
+  "-c",
+  `echo ${text} > /tmp/index.html && httpd -f -p 80 -h /tmp`,
+];
+
+/** HAProxy's config, as printf arguments: web1 and web2 by name, round robin. */
+const HAPROXY_CONFIG = [
+  "global",
+  "  log stdout format raw local0",
+  "defaults",
+  "  mode http",
+  "  log global",
+  "  timeout connect 5s",
+  "  timeout client 30s",
+  "  timeout server 30s",
+  "frontend web",
+  "  bind :80",
+  "  default_backend webs",
+  "backend webs",
+  "  balance roundrobin",
+  "  server web1 web1:80",
+  "  server web2 web2:80",
+];
+
+/** Milliseconds until `check` holds (polling), or a failure naming `what` after `limitMs`. */
+async function timeUntil(
+  what: string,
+  check: () => Promise<boolean>,
+  limitMs: number,
+): Promise<number> {
+  const started = Date.now();
+  await waitFor(what, check, limitMs);
+  return Date.now() - started;
+}
+
+describe("names across hosts (3 DinD hosts + etcd, dockerd --dns 169.254.53.53)", {
+  timeout: 900_000,
+}, () => {
+  let cluster: Cluster | undefined;
+  const hosts = (): [SimHost, SimHost, SimHost] => {
+    assert.ok(cluster, "cluster did not start");
+    const [h1, h2, h3] = cluster.hosts;
+    assert.ok(h1 && h2 && h3);
+    return [h1, h2, h3];
+  };
+
+  before(async () => {
+    cluster = await startCluster({
+      hosts: 3,
+      pluginSettings: () => [`ETCD_ENDPOINTS=${ETCD_URL}`, "ADDRESS_BLOCK_SIZE=27"],
+      // A simulated host is a container on a user-defined network, so its /etc/resolv.conf
+      // says `options ndots:0`; with ndots set, Docker's embedded DNS forwards no single-label
+      // name. Options of one's own (without ndots) replace the host's: the README says so.
+      dockerdArgs: ["--dns", RESOLVER, "--dns-opt", "timeout:2"],
+      images: [HAPROXY_IMAGE],
+    });
+  });
+
+  after(async () => {
+    // SY_MH_KEEP=1 keeps the hosts for a look after a failure (removed by the next run).
+    if (process.env.SY_MH_KEEP !== "1") await cluster?.destroy();
+  });
+
+  it("a container resolves the names and aliases of containers on other hosts", async (t) => {
+    const [h1, h2, h3] = hosts();
+    await Promise.all(
+      hosts().map((host) => createMesh(host, MESH, "4242", "10.60.0.0/16", ["--internal"])),
+    );
+    await h1.docker([
+      "run",
+      "-d",
+      "--name",
+      "probe",
+      "--network",
+      MESH,
+      TEST_IMAGE,
+      "sleep",
+      "3600",
+    ]);
+    await h2.docker(["run", "-d", "--name", "web1", "--network", MESH, ...httpd("web1")]);
+    const web1 = await addressOf(h2, "web1", MESH);
+    await h3.docker([
+      "run",
+      "-d",
+      "--name",
+      "web2",
+      "--network",
+      MESH,
+      "--network-alias",
+      "backend-b",
+      ...httpd("web2"),
+    ]);
+    const web2 = await addressOf(h3, "web2", MESH);
+    assert.notEqual(web1, web2);
+    const took = await timeUntil(
+      "web2 (started on host 3) resolves on host 1",
+      async () => (await resolveFrom(h1, "probe", "web2")).join() === web2,
+      10_000,
+    );
+    t.diagnostic(`web2 resolved on host 1 ${took} ms after its docker run returned`);
+    assert.deepEqual(await resolveFrom(h1, "probe", "web1"), [web1]);
+    assert.deepEqual(await resolveFrom(h1, "probe", "backend-b"), [web2], "a network alias");
+    assert.deepEqual(await resolveFrom(h1, "probe", "WEB1"), [web1], "names match in any case");
+    assert.deepEqual(await resolveFrom(h1, "probe", "nobody-here"), [], "unknown names fail");
+    await waitFor("web2 pings web1 by name, host 3 → host 2", () => pingFrom(h3, "web2", "web1"));
+    await waitFor("and web1 pings web2 by its alias", () => pingFrom(h2, "web1", "backend-b"));
+  });
+
+  it("HAProxy on host 1 reaches web1 and web2 by name; outside reaches it only through its port", async () => {
+    const [h1, , h3] = hosts();
+    await h1.docker([
+      "run",
+      "-d",
+      "--name",
+      "haproxy",
+      "--network",
+      MESH,
+      "-p",
+      "80:80",
+      HAPROXY_IMAGE,
+      "sh",
+      "-c",
+      `printf '%s\\n' ${HAPROXY_CONFIG.map((line) => `'${line}'`).join(" ")} > /tmp/haproxy.cfg && exec haproxy -db -f /tmp/haproxy.cfg`,
+    ]);
+    await h1.docker(["network", "connect", "bridge", "haproxy"]);
+    const seen: string[] = [];
+    await waitFor(
+      "HAProxy answers on host 1's port 80",
+      async () => {
+        const response = await fetch(`http://${h1.address}/`, {
+          signal: AbortSignal.timeout(3_000),
+        });
+        return response.ok;
+      },
+      30_000,
+    );
+    for (let request = 0; request < 6; request++) {
+      const response = await fetch(`http://${h1.address}/`, { signal: AbortSignal.timeout(5_000) });
+      seen.push((await response.text()).trim());
+    }
+    assert.deepEqual([...new Set(seen)].sort(), ["web1", "web2"], `answers: ${seen.join(" ")}`);
+    assert.equal(
+      await pingFrom(h3, "web2", CLUSTER_GATEWAY),
+      false,
+      "nothing on the internal network reaches outside (the machine)",
+    );
+    const out = await h3.dockerMayFail([
+      "exec",
+      "web2",
+      "wget",
+      "-q",
+      "-T",
+      "3",
+      "-O",
+      "-",
+      `http://${h1.address}/`,
+    ]);
+    assert.notEqual(out.exitCode, 0, "not even host 1's published port, from inside the mesh");
+  });
+
+  it("a name stops resolving on other hosts once its container is removed", async (t) => {
+    const [h1, h2] = hosts();
+    await h2.docker([
+      "run",
+      "-d",
+      "--name",
+      "short",
+      "--network",
+      MESH,
+      TEST_IMAGE,
+      "sleep",
+      "3600",
+    ]);
+    const short = await addressOf(h2, "short", MESH);
+    await waitFor(
+      "short resolves on host 1",
+      async () => (await resolveFrom(h1, "probe", "short")).join() === short,
+      10_000,
+    );
+    await h2.docker(["rm", "-f", "short"]);
+    const took = await timeUntil(
+      "short no longer resolves on host 1",
+      async () => (await resolveFrom(h1, "probe", "short")).length === 0,
+      10_000,
+    );
+    t.diagnostic(`short stopped resolving on host 1 ${took} ms after docker rm -f returned`);
+  });
+
+  it("a host's names go when its lease expires, and come back with the host", async (t) => {
+    assert.ok(cluster);
+    const [h1, , h3] = hosts();
+    const web2 = await addressOf(h3, "web2", MESH);
+    await cluster.pauseHost(h3);
+    try {
+      const paused = Date.now();
+      await waitFor(
+        "web2 stops resolving once host 3's lease expires",
+        async () => (await resolveFrom(h1, "probe", "web2")).length === 0,
+        LEASE_TTL_MS + 20_000,
+      );
+      t.diagnostic(`web2 stopped resolving ${Date.now() - paused} ms after host 3 froze`);
+    } finally {
+      await cluster.unpauseHost(h3);
+    }
+    await waitFor(
+      "web2 resolves again once host 3 registers again",
+      async () => (await resolveFrom(h1, "probe", "web2")).join() === web2,
+      30_000,
+    );
+  });
+
+  it(`${PER_HOST} parallel runs per host, static and automatic addresses mixed: no address twice`, async () => {
+    // Automatic addresses come from blocks inside --ip-range; static ones lie outside it. Each
+    // host takes 10 statics, half of them also wanted by the next host: one of each such pair
+    // must be refused, naming the holder.
+    await Promise.all(
+      hosts().map((host) =>
+        createMesh(host, MIXED, "4343", "10.70.0.0/16", ["--ip-range", "10.70.0.0/17"]),
+      ),
+    );
+    const staticOf = (hostIndex: number, index: number) =>
+      `10.70.200.${1 + ((hostIndex * 5 + index) % 15)}`;
+    const outcomes = await Promise.all(
+      hosts().map(async (host, hostIndex) =>
+        Promise.all(
+          Array.from({ length: PER_HOST }, async (_, index) => {
+            const name = `${host.name}-m${index}`;
+            const ip = index < 10 ? ["--ip", staticOf(hostIndex, index)] : [];
+            const run = await host.dockerMayFail([
+              "run",
+              "-d",
+              "--name",
+              name,
+              "--network",
+              MIXED,
+              ...ip,
+              TEST_IMAGE,
+              "sleep",
+              "3600",
+            ]);
+            return { host, name, wanted: ip[1], run };
+          }),
+        ),
+      ),
+    );
+    const all = outcomes.flat();
+    const running: { name: string; address: string }[] = [];
+    const refused: string[] = [];
+    for (const outcome of all) {
+      if (outcome.run.exitCode === 0) {
+        running.push({
+          name: outcome.name,
+          address: await addressOf(outcome.host, outcome.name, MIXED),
+        });
+        if (outcome.wanted !== undefined) {
+          assert.equal(running.at(-1)?.address, outcome.wanted, `${outcome.name} got its --ip`);
+        }
+      } else {
+        assert.ok(outcome.wanted, `${outcome.name} (automatic) failed: ${outcome.run.stderr}`);
+        assert.match(outcome.run.stderr, /already in use on another host/, outcome.run.stderr);
+        refused.push(outcome.wanted);
+      }
+    }
+    const addresses = running.map((entry) => entry.address);
+    assert.equal(
+      new Set(addresses).size,
+      addresses.length,
+      `no address twice: ${addresses.sort().join(" ")}`,
+    );
+    // 30 statics wanted over 15 distinct addresses: exactly 15 run, 15 are refused.
+    assert.equal(refused.length, 15, `refused: ${refused.sort().join(" ")}`);
+    assert.equal(new Set(refused).size, 15);
+    assert.equal(running.length, 3 * PER_HOST - 15);
+    await Promise.all(
+      hosts().map((host) =>
+        host.dockerMayFail([
+          "rm",
+          "-f",
+          ...Array.from({ length: PER_HOST }, (_, index) => `${host.name}-m${index}`),
+        ]),
+      ),
+    );
+  });
+});

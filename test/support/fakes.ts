@@ -56,10 +56,10 @@ export class FakeDatapath implements Datapath {
     });
   }
 
-  async ensureDummy(name: string, address: string): Promise<void> {
-    this.addLink(name, "dummy");
-    const link = this.hostLinks.get(name);
-    if (link !== undefined) link.addresses = [`${address}/32`];
+  readonly localAddresses = new Set<string>();
+
+  async ensureLocalAddress(address: string): Promise<void> {
+    this.localAddresses.add(`${address}/32`);
   }
 
   async deleteBridge(name: string): Promise<void> {

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the Docker-in-Docker image the multi-host tests run as simulated Docker hosts
-# (test/multihost): a rootfs of the host's own dockerd, containerd, runc, docker client,
-# iptables (nf_tables), iproute2, nft and busybox with the shared libraries they load, imported
-# with `docker import` (no registry is reachable here). Does nothing when the image exists,
-# unless --force is given.
+# (test/multihost): a rootfs of dockerd, containerd, runc, docker client (the machine's own
+# Debian 12 docker.io, or with DOCKER=26|28 that release's), iptables (nf_tables), iproute2,
+# nft and busybox with the shared libraries they load, imported with `docker import` (no
+# registry is reachable here). Does nothing when the image exists, unless --force is given.
 #
-#   scripts/dind-image.sh [--force] [IMAGE]
+#   [DOCKER=20|26|28] scripts/dind-image.sh [--force] [IMAGE]    (default switchyard-test/dind:N)
 #
 # Run the image WITHOUT --privileged (PID 1 lacks CAP_SYS_RESOURCE on these VMs):
 #   docker run -d --cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
@@ -23,10 +23,13 @@ if [[ ${1:-} == --force ]]; then
   force=true
   shift
 fi
-IMAGE="${1:-switchyard-test/dind:latest}"
-DOCKER=docker
+# The Docker release inside (env DOCKER, as for make): 20 is the machine's own docker.io; 26 or
+# 28 come from /opt/switchyard/docker-N/bin (scripts/docker-release.sh N fetches them).
+RELEASE="${DOCKER:-20}"
+IMAGE="${1:-switchyard-test/dind:$RELEASE}"
+DOCKER_CLI=docker
 
-if ! $force && "$DOCKER" image inspect "$IMAGE" >/dev/null 2>&1; then
+if ! $force && "$DOCKER_CLI" image inspect "$IMAGE" >/dev/null 2>&1; then
   echo "dind-image: $IMAGE already exists"
   exit 0
 fi
@@ -48,9 +51,24 @@ binaries=(
 )
 optional=(/usr/sbin/nft)
 
+# Where each binary comes from, when not from its own path: another release's Docker.
+declare -A source_of=()
+if [[ $RELEASE != 20 ]]; then
+  release_bin="/opt/switchyard/docker-$RELEASE/bin"
+  if [[ ! -x $release_bin/dockerd ]]; then
+    echo "dind-image: Docker $RELEASE is not in $release_bin; run scripts/docker-release.sh $RELEASE" >&2
+    exit 1
+  fi
+  for binary in /usr/sbin/dockerd /usr/bin/containerd /usr/bin/containerd-shim-runc-v2 \
+    /usr/sbin/runc /usr/bin/docker-init /usr/sbin/docker-proxy /usr/bin/docker; do
+    source_of[$binary]="$release_bin/$(basename "$binary")"
+  done
+fi
+from() { echo "${source_of[$1]:-$1}"; }
+
 missing=()
 for binary in "${binaries[@]}"; do
-  [[ -x $binary ]] || missing+=("$binary")
+  [[ -x $(from "$binary") ]] || missing+=("$(from "$binary")")
 done
 if ((${#missing[@]} > 0)); then
   echo "dind-image: missing ${missing[*]}; install them with" \
@@ -75,8 +93,10 @@ ln -s usr/lib64 "$rootfs/lib64"
 ln -s ../run "$rootfs/var/run"
 chmod 1777 "$rootfs/tmp" "$rootfs/var/tmp"
 
+sources=()
 for binary in "${binaries[@]}"; do
-  cp -L "$binary" "$rootfs$binary"
+  cp -L "$(from "$binary")" "$rootfs$binary"
+  sources+=("$(from "$binary")")
 done
 
 # iptables / ip6tables (nf_tables variant, as on the host) and their match/target modules.
@@ -106,7 +126,7 @@ done
 libraries() {
   ldd "$@" 2>/dev/null | awk '/=> \//{print $3} /^[[:space:]]*\/lib/{print $1}' | sort -u
 }
-for lib in $(libraries "${binaries[@]}" "$xtables"/*.so); do
+for lib in $(libraries "${sources[@]}" "$xtables"/*.so); do
   mkdir -p "$rootfs$(dirname "$lib")"
   [[ -e $rootfs$lib ]] || cp -L "$lib" "$rootfs$lib"
 done
@@ -167,8 +187,8 @@ wait $!
 EOF
 chmod 755 "$rootfs/entrypoint.sh"
 
-"$DOCKER" image rm -f "$IMAGE" >/dev/null 2>&1 || true
-tar -C "$rootfs" -c . | "$DOCKER" import \
+"$DOCKER_CLI" image rm -f "$IMAGE" >/dev/null 2>&1 || true
+tar -C "$rootfs" -c . | "$DOCKER_CLI" import \
   -c 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
   -c 'ENTRYPOINT ["/bin/busybox", "sh", "/entrypoint.sh"]' \
   - "$IMAGE" >/dev/null

@@ -3,7 +3,6 @@ import { badRequest, conflict, exhausted, internal, SwitchyardError } from "../e
 import {
   addressBits,
   firstAddress,
-  formatAddress,
   formatPrefix,
   type IpAddress,
   type IpPrefix,
@@ -13,9 +12,11 @@ import {
   parseAddress,
   parsePrefix,
   prefixContainsAddress,
-  tryParseAddress,
 } from "../ipam/prefix.ts";
 import type { Compare, KeyValue, KeyValueStore, TxnOperation } from "./kv.ts";
+import { type NameRecord, type PublishedName, parsePublishedName } from "./published-names.ts";
+
+export type { NameRecord, PublishedName };
 
 /** Where this host's share of multi-host state lives in etcd. */
 const ROOT = "switchyard/v1/networks";
@@ -47,22 +48,6 @@ export interface ClusterIdentity {
   hostId: string;
   /** The underlay address VXLAN traffic to this host goes to. */
   vtep: string;
-}
-
-/**
- * What a host publishes about one of its containers on a multi-host network, so the other
- * hosts' resolvers answer its names: the container's name, network aliases (and short ID),
- * lower-case, and its address there.
- */
-export interface NameRecord {
-  names: string[];
-  ipv4: string;
-}
-
-/** A {@link NameRecord} as read back from etcd: which host published it, for which endpoint. */
-export interface PublishedName extends NameRecord {
-  hostId: string;
-  endpointId: string;
 }
 
 /** The address blocks and static addresses this host's local state says it holds in a network. */
@@ -735,8 +720,9 @@ export class ClusterService {
         }
         if (!controller.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1_000));
       }
-      // Left (or stopped): nobody on this host resolves the network's names any more.
-      this.#onNames(vni, []);
+      // Left (or stopped): nobody on this host resolves the network's names any more, unless
+      // the network was joined again meanwhile (its new watch reports them).
+      if (!this.#watches.has(vni)) this.#onNames(vni, []);
     };
     void loop();
   }
@@ -748,42 +734,6 @@ const networkPrefix = (vni: number): string => `${ROOT}/${vni}/`;
 /** Where a host publishes the names of one of its endpoints. */
 const nameKey = (vni: number, hostId: string, endpointId: string): string =>
   `${networkPrefix(vni)}names/${hostId}/${endpointId}`;
-
-/** A name as Docker's resolver matches it: lower-case letters, digits, `_`, `-` and dots. */
-const NAME = /^[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9_])?$/;
-
-/** Names as published: lower-cased, without duplicates, only those a resolver can match. */
-export function publishableNames(names: readonly unknown[]): string[] {
-  const valid = names
-    .filter((name): name is string => typeof name === "string")
-    .map((name) => name.toLowerCase())
-    .filter((name) => NAME.test(name));
-  return [...new Set(valid)];
-}
-
-/**
- * Reads a `names/HOST/ENDPOINT` entry another host wrote; anything malformed (a hostile or
- * newer writer) is left out rather than trusted.
- */
-export function parsePublishedName(below: string, value: string): PublishedName | undefined {
-  const [hostId, endpointId, extra] = below.split("/");
-  if (!hostId || !endpointId || extra !== undefined) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== "object" || parsed === null) return undefined;
-  const { names, ipv4 } = parsed as { names?: unknown; ipv4?: unknown };
-  if (!Array.isArray(names) || typeof ipv4 !== "string") return undefined;
-  const address = tryParseAddress(ipv4);
-  if (address === undefined || address.v6) return undefined;
-  // Our writers publish names already in this form; anything else is not trusted.
-  const valid = publishableNames(names);
-  if (valid.length === 0 || valid.join("\n") !== names.join("\n")) return undefined;
-  return { hostId, endpointId, names: valid, ipv4: formatAddress(address) };
-}
 
 /** The `/length` blocks of `pool`, in order, that share an address with `range`. */
 function* blocksOverlapping(pool: IpPrefix, length: number, range: IpPrefix): Generator<IpPrefix> {

@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { type NameRecord, publishableNames } from "../cluster/cluster.ts";
+import { type NameRecord, publishableNames } from "../cluster/published-names.ts";
 import type { DockerApi, DockerEvent } from "./docker-api.ts";
 
 /** What the publisher needs of the cluster service (the etcd side). */

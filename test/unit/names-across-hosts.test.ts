@@ -2,13 +2,13 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
+import { ClusterService } from "../../src/cluster/cluster.ts";
+import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
 import {
-  ClusterService,
   type PublishedName,
   parsePublishedName,
   publishableNames,
-} from "../../src/cluster/cluster.ts";
-import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
+} from "../../src/cluster/published-names.ts";
 import type { DockerApi, DockerEvent } from "../../src/discovery/docker-api.ts";
 import { LocalNames } from "../../src/discovery/local-names.ts";
 import { localNetworks } from "../../src/discovery/name-service.ts";

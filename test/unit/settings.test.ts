@@ -47,3 +47,19 @@ describe("settings: etcd", () => {
     );
   });
 });
+
+describe("settings: the resolver of names across hosts", () => {
+  it("listens on 169.254.53.53 unless told otherwise; empty turns it off", TIMEOUT, () => {
+    assert.equal(readSettings({}).dnsAddress, "169.254.53.53");
+    assert.equal(readSettings({ DNS_ADDRESS: "10.255.0.53" }).dnsAddress, "10.255.0.53");
+    assert.equal(readSettings({ DNS_ADDRESS: "" }).dnsAddress, undefined);
+    assert.equal(readSettings({}).dockerSocket, "/host/run/docker.sock");
+  });
+
+  it("refuses anything but a unicast IPv4 address, naming the setting", TIMEOUT, () => {
+    for (const value of ["fd00::53", "127.0.0.53", "224.0.0.1", "0.0.0.0", "10.0.0.1/32", "x"]) {
+      assert.throws(() => readSettings({ DNS_ADDRESS: value }), /setting DNS_ADDRESS=/, value);
+    }
+    assert.throws(() => readSettings({ DNS_ADDRESS: "10.0.0.53\nip link" }), /DNS_ADDRESS/);
+  });
+});

@@ -39,7 +39,12 @@ import {
 
 /** Prefix of every container, network, bridge and volume the harness makes. */
 export const PREFIX = "sy-mh-";
-export const DIND_IMAGE = "switchyard-test/dind:latest";
+/**
+ * The simulated hosts run the Docker release under test (`DOCKER`, as `make multihost
+ * DOCKER=28` sets it; 20 by default): scripts/dind-image.sh builds one image per release.
+ */
+export const DOCKER_RELEASE = process.env.DOCKER || "20";
+export const DIND_IMAGE = `switchyard-test/dind:${DOCKER_RELEASE}`;
 export const CLUSTER_NETWORK = "sy-mh-net";
 export const CLUSTER_SUBNET = "10.231.100.0/24";
 /** The machine's own address on the cluster network (the bridge's). */
@@ -91,7 +96,7 @@ export interface SimHost {
   exec(argv: string[], input?: string): Promise<string>;
   /** Like `exec`, but reports how the command ended instead of throwing. */
   execMayFail(argv: string[], input?: string): Promise<CommandOutcome>;
-  /** The docker CLI of the inner daemon (20.10 client, API 1.41): trimmed stdout or a throw. */
+  /** The docker CLI of the inner daemon (its own release's client): trimmed stdout or a throw. */
   docker(args: string[]): Promise<string>;
   dockerMayFail(args: string[]): Promise<CommandOutcome>;
   /** The last `lines` lines of the inner dockerd's log (plugin output included). */

@@ -3,6 +3,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { badRequest, internal } from "../errors.ts";
 import { tryParseAddress } from "../ipam/prefix.ts";
+import { bound } from "../sockets.ts";
 import {
   buildResponse,
   type DnsAnswer,
@@ -286,15 +287,4 @@ function closeQuietly(socket: UdpSocket): void {
   } catch {
     // nothing was bound, so nothing is left open
   }
-}
-
-/** Waits for a socket to bind; the one-off listener turns a bind failure into a rejection. */
-function bound(emitter: Server | UdpSocket, bind: (done: () => void) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    emitter.once("error", reject);
-    bind(() => {
-      emitter.off("error", reject);
-      resolve();
-    });
-  });
 }

@@ -2,6 +2,7 @@ import { createSocket, type RemoteInfo, type Socket as UdpSocket } from "node:dg
 import { connect, createServer, type Server, type Socket } from "node:net";
 import type { Logger } from "pino";
 import { conflict, internal } from "../errors.ts";
+import { bound } from "../sockets.ts";
 import type { PortBinding } from "../state/model.ts";
 
 /** Where a published port leads. */
@@ -69,17 +70,6 @@ function capWarning(logger: Logger, context: object, message: string): () => voi
     logger.warn({ ...context, refused }, message);
     refused = 0;
   };
-}
-
-/** Waits for a TCP or UDP socket to bind; the one-off listener turns a bind failure into a rejection. */
-function bound(emitter: Server | UdpSocket, bind: (done: () => void) => void): Promise<void> {
-  return new Promise((resolve, reject) => {
-    emitter.once("error", reject);
-    bind(() => {
-      emitter.off("error", reject);
-      resolve();
-    });
-  });
 }
 
 /** Listens on `at` and relays each TCP connection to `target`, up to `limits.maxConnections`. */

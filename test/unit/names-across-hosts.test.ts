@@ -57,6 +57,19 @@ async function until(what: string, check: () => boolean, ms = 3_000): Promise<vo
 const namesOf = (seen: Map<number, PublishedName[]>, vni: number): string[] =>
   (seen.get(vni) ?? []).flatMap((record) => record.names).sort();
 
+/** Hosts a and b on network 4242, a's web1 published and seen by b. */
+async function web1OnHostA() {
+  const kv = new MemoryKeyValueStore();
+  const seenB = new Map<number, PublishedName[]>();
+  const a = member(kv, "host-a", new Map());
+  const b = member(kv, "host-b", seenB);
+  await a.joinNetwork(4242, CONFIG, { fresh: true });
+  await b.joinNetwork(4242, CONFIG);
+  await a.publishNames(4242, "e1", { names: ["web1"], ipv4: "10.60.0.5" });
+  await until("web1 on host b", () => namesOf(seenB, 4242).includes("web1"));
+  return { kv, a, seenB };
+}
+
 describe("names in etcd", () => {
   it(
     "a host's published names reach the other host's watch, and go on withdrawal",
@@ -83,14 +96,7 @@ describe("names in etcd", () => {
     "a host's names go when its lease expires, and come back when it registers again",
     TIMEOUT,
     async () => {
-      const kv = new MemoryKeyValueStore();
-      const seenB = new Map<number, PublishedName[]>();
-      const a = member(kv, "host-a", new Map());
-      const b = member(kv, "host-b", seenB);
-      await a.joinNetwork(4242, CONFIG, { fresh: true });
-      await b.joinNetwork(4242, CONFIG);
-      await a.publishNames(4242, "e1", { names: ["web1"], ipv4: "10.60.0.5" });
-      await until("web1 on host b", () => namesOf(seenB, 4242).includes("web1"));
+      const { kv, a, seenB } = await web1OnHostA();
       for (const lease of kv.leases) kv.expireLease(lease);
       await until("web1 gone with the lease", () => !namesOf(seenB, 4242).includes("web1"));
       // Host a's renewal finds its lease gone and registers again in full, names included.
@@ -100,14 +106,7 @@ describe("names in etcd", () => {
   );
 
   it("leaving a network removes this host's names with its other keys", TIMEOUT, async () => {
-    const kv = new MemoryKeyValueStore();
-    const seenB = new Map<number, PublishedName[]>();
-    const a = member(kv, "host-a", new Map());
-    const b = member(kv, "host-b", seenB);
-    await a.joinNetwork(4242, CONFIG, { fresh: true });
-    await b.joinNetwork(4242, CONFIG);
-    await a.publishNames(4242, "e1", { names: ["web1"], ipv4: "10.60.0.5" });
-    await until("web1 on host b", () => namesOf(seenB, 4242).includes("web1"));
+    const { kv, a, seenB } = await web1OnHostA();
     await a.leaveNetwork(4242);
     await until("web1 gone", () => namesOf(seenB, 4242).length === 0);
     const left = await kv.range("switchyard/v1/networks/4242/names/");

@@ -9,6 +9,7 @@ import { TEST_IMAGE } from "../e2e/lib/config.ts";
 import {
   type Cluster,
   clusterLeftovers,
+  DOCKER_RELEASE,
   ETCD_ADDRESS,
   PLUGIN,
   type SimHost,
@@ -88,7 +89,8 @@ describe("multi-host harness (DinD hosts + etcd)", { timeout: 600_000 }, () => {
       assert.equal(host.name, `sy-mh-h${i + 1}`);
       assert.equal(host.address, `10.231.100.${11 + i}`);
       const info = await host.docker(["info", "--format", "{{.ServerVersion}} {{.Name}}"]);
-      assert.match(info, new RegExp(`^20\\.10\\.\\S+ ${host.name}$`));
+      // The release under test runs inside too (switchyard-test/dind:N).
+      assert.match(info, new RegExp(`^${DOCKER_RELEASE}\\.\\d+\\.\\S+ ${host.name}$`));
       const addresses = await host.exec(["ip", "-4", "-o", "addr", "show", "eth0"]);
       assert.match(addresses, new RegExp(`inet ${host.address.replace(/\./g, "\\.")}/24`));
     }

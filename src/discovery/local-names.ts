@@ -154,6 +154,12 @@ export class LocalNames {
   }
 
   #onEvent(event: DockerEvent): void {
+    // A renamed container is published again under its new name (where it is published).
+    if (event.Type === "container" && event.Action === "rename" && event.Actor?.ID) {
+      const containerId = event.Actor.ID;
+      this.#enqueue(() => this.#publishContainer(containerId));
+      return;
+    }
     const containerId = event.Actor?.Attributes?.container;
     const networkId = event.Actor?.ID;
     if (event.Type !== "network" || containerId === undefined || networkId === undefined) return;
@@ -169,7 +175,7 @@ export class LocalNames {
       try {
         // A resync right after subscribing covers what happened while not subscribed.
         const stream = this.#docker.events(
-          { type: ["network"], event: ["connect", "disconnect"] },
+          { type: ["network", "container"], event: ["connect", "disconnect", "rename"] },
           (event) => this.#onEvent(event),
           this.#stop.signal,
         );

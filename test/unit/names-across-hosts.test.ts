@@ -329,6 +329,19 @@ describe("publishing this host's container names from the Docker API", () => {
       await until("web1 withdrawn", () => !cluster.publishedNames(4242).has("ep1"));
       assert.equal(await kv.get("switchyard/v1/networks/4242/names/host-a/ep1"), undefined);
       assert.ok(cluster.publishedNames(4242).has("ep2"));
+
+      // docker rename web2 api: published again under the new name.
+      docker.containers.set("c2", {
+        Name: "/api",
+        NetworkSettings: {
+          Networks: { mesh: { NetworkID: "net1", EndpointID: "ep2", DNSNames: ["api", "w2"] } },
+        },
+      });
+      docker.emit({ Type: "container", Action: "rename", Actor: { ID: "c2", Attributes: {} } });
+      await until("api published", () =>
+        (cluster.publishedNames(4242).get("ep2")?.names ?? []).includes("api"),
+      );
+      assert.deepEqual(cluster.publishedNames(4242).get("ep2")?.names, ["api", "w2"]);
     },
   );
 });

@@ -7,12 +7,14 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { TEST_IMAGE } from "../e2e/lib/config.ts";
 import { waitFor } from "../e2e/lib/wait.ts";
 import {
   CLUSTER_GATEWAY,
   type Cluster,
   ETCD_URL,
+  PLUGIN,
   type SimHost,
   startCluster,
 } from "./lib/cluster.ts";
@@ -237,6 +239,21 @@ describe("names across hosts (3 DinD hosts + etcd, dockerd --dns 169.254.53.53)"
       async () => (await resolveFrom(h1, "probe", "web2")).join() === web2,
       30_000,
     );
+  });
+
+  it("names outlive a restart of their host's plugin (published again under its new lease)", async () => {
+    const [h1, , h3] = hosts();
+    const web2 = await addressOf(h3, "web2", MESH);
+    await h3.docker(["plugin", "disable", "-f", PLUGIN]);
+    await h3.docker(["plugin", "enable", PLUGIN]);
+    // By now the lease of the plugin that stopped has expired, with every key still on it.
+    await sleep(LEASE_TTL_MS + 3_000);
+    await waitFor(
+      "web2 resolves on host 1 after host 3's plugin restarted",
+      async () => (await resolveFrom(h1, "probe", "web2")).join() === web2,
+      10_000,
+    );
+    await waitFor("and web2 still reaches web1 by name", () => pingFrom(h3, "web2", "web1"));
   });
 
   it(`${PER_HOST} parallel runs per host, static and automatic addresses mixed: no address twice`, async () => {

@@ -139,6 +139,26 @@ export async function addNonBridgeLink(name: string): Promise<void> {
   await host(["ip", "link", "add", name, "type", "veth", "peer", "name", peer]);
 }
 
+/**
+ * Docker 26 and later add a raw PREROUTING drop per container on their own bridge networks,
+ * through iptables-nft, which keeps `table ip raw` and its empty chain once the last container
+ * is gone. Tests that run containers on Docker's networks call this when they are done: the
+ * table goes when no rule is left in it (the daemon's iptables makes it again when it needs it).
+ */
+export async function dropEmptiedRawTable(): Promise<void> {
+  let table: string;
+  try {
+    table = await host(["nft", "list", "table", "ip", "raw"]);
+  } catch {
+    return; // no such table
+  }
+  const rules = table
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line !== "" && !/^(table|chain|type|policy|\})\b|^\}$/.test(line));
+  if (rules.length === 0) await host(["nft", "delete", "table", "ip", "raw"]);
+}
+
 /** What the leftover check compares: host link names and routes. */
 export interface HostSnapshot {
   links: string[];

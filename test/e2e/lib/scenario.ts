@@ -1,7 +1,7 @@
 /** The start and end every e2e scenario shares. */
 
 import { requireDocker, requireDrivers, requireRoot } from "./docker.ts";
-import { assertNothingLeft, type HostSnapshot, snapshotHost } from "./host.ts";
+import { assertNothingLeft, dropEmptiedRawTable, type HostSnapshot, snapshotHost } from "./host.ts";
 import { removeLeftovers, type Tracker } from "./track.ts";
 
 /**
@@ -26,5 +26,6 @@ export async function endScenario(
   timeoutMs?: number,
 ): Promise<void> {
   await t.cleanup();
+  await dropEmptiedRawTable();
   if (snapshot) await assertNothingLeft(snapshot, timeoutMs);
 }

@@ -36,6 +36,7 @@ import {
   docker as outerDocker,
   dockerMayFail as outerDockerMayFail,
 } from "../../e2e/lib/docker.ts";
+import { dropEmptiedRawTable } from "../../e2e/lib/host.ts";
 
 /** Prefix of every container, network, bridge and volume the harness makes. */
 export const PREFIX = "sy-mh-";
@@ -273,6 +274,8 @@ export async function removeClusterLeftovers(): Promise<string[]> {
     if (outcome.exitCode !== 0) fail(`docker volume rm ${volumes.join(" ")}`, outcome);
     removed.push(...volumes);
   }
+  // The hosts and etcd ran on a built-in bridge network of the machine's dockerd.
+  await dropEmptiedRawTable();
   return removed;
 }
 

@@ -17,8 +17,11 @@ const MAX_NAME_BYTES = 255;
 const MAX_LABEL_BYTES = 63;
 /** The OPT record this responder adds to replies to EDNS queries: root name + 10 fixed bytes. */
 const OPT_RECORD_BYTES = 11;
-/** The payload size this responder advertises; 1232 avoids IP fragmentation (DNS flag day 2020). */
-const EDNS_ADVERTISED_SIZE = 1232;
+/**
+ * The largest UDP reply to an EDNS query, and the payload size this responder advertises;
+ * 1232 avoids IP fragmentation (DNS flag day 2020).
+ */
+export const EDNS_MAX_BYTES = 1232;
 
 /** Response codes this responder sends. */
 export type Rcode = "NOERROR" | "FORMERR" | "SERVFAIL" | "NXDOMAIN" | "NOTIMP" | "REFUSED";
@@ -282,7 +285,7 @@ export function buildResponse(
   if (edns) {
     // Root owner, TYPE OPT, CLASS = our payload size, TTL 0 (no extended rcode, version 0).
     view.setUint16(at + 1, RecordType.OPT);
-    view.setUint16(at + 3, EDNS_ADVERTISED_SIZE);
+    view.setUint16(at + 3, EDNS_MAX_BYTES);
   }
   return bytes;
 }

@@ -8,6 +8,7 @@ import {
   buildResponse,
   type DnsAnswer,
   type DnsQuestion,
+  EDNS_MAX_BYTES,
   parseQuery,
   UDP_MAX_BYTES,
 } from "./message.ts";
@@ -32,8 +33,6 @@ export interface DnsServerOptions {
   resolve: DnsResolve;
 }
 
-/** The largest UDP reply to an EDNS query; 1232 bytes avoids IP fragmentation (DNS flag day 2020). */
-const EDNS_MAX_BYTES = 1232;
 const TCP_MAX_MESSAGE_BYTES = 4096;
 const TCP_MAX_REPLY_BYTES = 65_535;
 const TCP_IDLE_MS = 10_000;

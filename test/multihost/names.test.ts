@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TEST_IMAGE } from "../e2e/lib/config.ts";
+import { httpServerCommand } from "../e2e/lib/docker.ts";
 import { waitFor } from "../e2e/lib/wait.ts";
 import {
   CLUSTER_GATEWAY,
@@ -27,13 +28,6 @@ const MIXED = "mixed";
 const PER_HOST = 30;
 /** The lease TTL hosts register with (src/cluster/cluster.ts). */
 const LEASE_TTL_MS = 15_000;
-
-const httpd = (text: string) => [
-  TEST_IMAGE,
-  "sh",
-  "-c",
-  `echo ${text} > /tmp/index.html && httpd -f -p 80 -h /tmp`,
-];
 
 /** HAProxy's config, as printf arguments: web1 and web2 by name, round robin. */
 const HAPROXY_CONFIG = [
@@ -109,7 +103,16 @@ describe("names across hosts (3 DinD hosts + etcd, dockerd --dns 169.254.53.53)"
       "sleep",
       "3600",
     ]);
-    await h2.docker(["run", "-d", "--name", "web1", "--network", MESH, ...httpd("web1")]);
+    await h2.docker([
+      "run",
+      "-d",
+      "--name",
+      "web1",
+      "--network",
+      MESH,
+      TEST_IMAGE,
+      ...httpServerCommand("web1"),
+    ]);
     const web1 = await addressOf(h2, "web1", MESH);
     await h3.docker([
       "run",
@@ -120,7 +123,8 @@ describe("names across hosts (3 DinD hosts + etcd, dockerd --dns 169.254.53.53)"
       MESH,
       "--network-alias",
       "backend-b",
-      ...httpd("web2"),
+      TEST_IMAGE,
+      ...httpServerCommand("web2"),
     ]);
     const web2 = await addressOf(h3, "web2", MESH);
     assert.notEqual(web1, web2);

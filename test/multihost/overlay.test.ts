@@ -8,6 +8,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TEST_IMAGE } from "../e2e/lib/config.ts";
+import { httpServerCommand } from "../e2e/lib/docker.ts";
 import { waitFor } from "../e2e/lib/wait.ts";
 import { type Cluster, ETCD_URL, PLUGIN, type SimHost, startCluster } from "./lib/cluster.ts";
 import { addressOf, createMesh, pingFrom } from "./lib/commands.ts";
@@ -161,9 +162,7 @@ describe("multi-host overlay (3 DinD hosts + etcd)", { timeout: 900_000 }, () =>
       "--network",
       BACKEND,
       TEST_IMAGE,
-      "sh",
-      "-c",
-      "echo backend-data > /tmp/index.html && httpd -f -p 80 -h /tmp",
+      ...httpServerCommand("backend-data"),
     ]);
     const db = await addressOf(h2, "db", BACKEND);
     // The front end sits on a normal network (publishing a port) and on the internal overlay.

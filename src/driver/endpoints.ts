@@ -227,11 +227,13 @@ export class Endpoints {
       endpoint.address === undefined
     )
       return result;
+    // The lengths the container's other multi-host networks gave (none known without a sandbox).
     const taken = new Set(
-      Object.values(document.endpoints)
-        .filter((other) => other.id !== endpointId && sandbox !== undefined)
-        .filter((other) => other.sandbox === sandbox)
-        .map((other) => other.resolverRoute),
+      sandbox === undefined
+        ? []
+        : Object.values(document.endpoints)
+            .filter((other) => other.sandbox === sandbox && other.id !== endpointId)
+            .map((other) => other.resolverRoute),
     );
     const length = RESOLVER_ROUTE_LENGTHS.find((candidate) => !taken.has(candidate));
     if (length === undefined) {

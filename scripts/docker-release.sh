@@ -3,13 +3,17 @@
 # be first on PATH: dockerd, docker (docker-cli where it is its own package), containerd
 # (+ shim), docker-proxy, docker-compose, and
 # the host's runc and tini (the newer suites' runc needs a newer glibc than Debian 12's).
-# Usage: scripts/docker-release.sh 20|26|28   (prints the bin directory)
+# Usage: scripts/docker-release.sh 20|26|28|29   (prints the bin directory)
 # 20 is the host's own Docker (Debian 12's docker.io, installed with apt if no Docker is there);
 # 26 comes from Debian trixie, 28 from forky.
+# 29 is not packaged by Debian: its dockerd, docker-proxy and runc (1.3.6; Debian 12's 1.1.5
+# cannot make the time namespace 29 asks for) come from DOCKER29_DIR (default: the workplace's
+# shared/docker-29 beside this checkout), checked against its SHA256SUMS; containerd, the
+# client and Compose are 28's (Debian forky), as that folder's README says.
 # Nothing of the system's apt configuration is changed: a private list and cache are used.
 set -euo pipefail
 
-major=${1:?usage: docker-release.sh 20|26|28}
+major=${1:?usage: docker-release.sh 20|26|28|29}
 root=/opt/switchyard/docker-$major
 bin=$root/bin
 export DEBIAN_FRONTEND=noninteractive
@@ -18,7 +22,8 @@ case $major in
   20) suite="" ;;
   26) suite=trixie ;;
   28) suite=forky ;;
-  *) echo "docker-release: unknown Docker release '$major' (20, 26 or 28)" >&2; exit 2 ;;
+  29) suite="" ;;
+  *) echo "docker-release: unknown Docker release '$major' (20, 26, 28 or 29)" >&2; exit 2 ;;
 esac
 
 link_host_tools() {
@@ -30,6 +35,48 @@ link_host_tools() {
 }
 
 if [[ -x $bin/dockerd && -x $bin/docker ]]; then
+  echo "$bin"
+  exit 0
+fi
+
+if [[ $major == 29 ]]; then
+  here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+  source_dir=${DOCKER29_DIR:-$here/../../shared/docker-29}
+  for file in SHA256SUMS dockerd.gz docker-proxy.gz runc.gz; do
+    [[ -r $source_dir/$file ]] || {
+      echo "docker-release: Docker 29 needs $source_dir/$file (Docker Engine 29.7.2's dockerd and docker-proxy and runc 1.3.6, built from source: see shared/docker-29/README.md; set DOCKER29_DIR to the folder holding them)" >&2
+      exit 1
+    }
+  done
+  # containerd, the 28.5 client (29 refuses clients below API 1.44) and Compose: forky's.
+  release28=$("${BASH_SOURCE[0]}" 28)
+  command -v tini-static >/dev/null || [[ -x /usr/bin/tini-static ]] || {
+    apt-get update -q >&2
+    apt-get install -y -q tini >&2
+  }
+  unpacked=$root/unpacked
+  rm -rf "$unpacked"
+  mkdir -p "$unpacked" "$bin"
+  for tool in dockerd docker-proxy runc; do
+    gzip -dc "$source_dir/$tool.gz" >"$unpacked/$tool"
+    chmod 755 "$unpacked/$tool"
+  done
+  (cd "$unpacked" && sha256sum --quiet -c "$source_dir/SHA256SUMS") >&2 || {
+    echo "docker-release: the Docker 29 binaries in $source_dir do not match its SHA256SUMS" >&2
+    rm -rf "$unpacked"
+    exit 1
+  }
+  for tool in dockerd docker-proxy runc; do ln -sf "$unpacked/$tool" "$bin/$tool"; done
+  for tool in docker containerd containerd-shim-runc-v2; do
+    ln -sf "$(readlink -f "$release28/$tool")" "$bin/$tool"
+  done
+  ln -sf /usr/bin/tini-static "$bin/docker-init"
+  if [[ -e /opt/switchyard/docker-28/cli-plugins/docker-compose ]]; then
+    mkdir -p "$root/cli-plugins"
+    ln -sf "$(readlink -f /opt/switchyard/docker-28/cli-plugins/docker-compose)" "$root/cli-plugins/docker-compose"
+  fi
+  "$bin/dockerd" --version >&2
+  "$bin/runc" --version | head -n1 >&2
   echo "$bin"
   exit 0
 fi

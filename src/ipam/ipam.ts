@@ -25,6 +25,7 @@ import {
   prefixContainsAddress,
   prefixSize,
 } from "./prefix.ts";
+import { StickyReservations, type StickySnapshot } from "./sticky.ts";
 
 export type { DefaultPool, IpamSettings } from "./defaults.ts";
 export { defaultIpamSettings, parseDefaultPools } from "./defaults.ts";
@@ -36,6 +37,8 @@ export interface PoolRequest {
   subPool?: string;
   v6: boolean;
   options?: Record<string, string>;
+  /** Keep each container name's automatic address for it (`--ipam-opt sticky=true`). */
+  sticky?: boolean;
   /**
    * Prefixes routed or addressed on the host (both families may be mixed in one list; default
    * routes, /0, are ignored). An automatic pool never overlaps one of them, in either address
@@ -66,6 +69,8 @@ export interface PoolSnapshot {
   lastAllocated?: string;
   /** Allocated offsets as {@link SparseBitmap.encode} writes them (4,096-bit chunks, base64). */
   allocated: Record<string, string>;
+  /** Present for a sticky pool: the addresses kept for container names. */
+  sticky?: StickySnapshot;
 }
 
 /** Everything the allocator knows, as plain JSON. */
@@ -81,6 +86,8 @@ export interface PoolInfo {
   pool: string;
   subPool?: string;
   v6: boolean;
+  /** True when automatic addresses are kept for container names. */
+  sticky: boolean;
   allocatedCount: number;
   /**
    * Host addresses (not the network address, nor an IPv4 broadcast) not allocated; a float,
@@ -110,6 +117,8 @@ interface PoolState {
   readonly allocations: SparseBitmap;
   /** Offset of the last address handed out automatically. */
   cursor: bigint | undefined;
+  /** A sticky pool's addresses kept for container names; undefined for other pools. */
+  readonly sticky: StickyReservations | undefined;
 }
 
 /** A position in the default pools' candidate sequence: subnet `subnet` of default `pool`. */
@@ -227,6 +236,7 @@ export class Ipam {
       prefix,
       subPrefix,
       new SparseBitmap(prefixSize(prefix)),
+      req.sticky === true ? new StickyReservations() : undefined,
     );
     const previousFrom = index.searchFrom;
     this.#pools.set(state.poolId, state);
@@ -302,7 +312,7 @@ export class Ipam {
       );
       pool.cursor = offset;
     } else {
-      offset = findNextFree(pool);
+      offset = findNextFree(pool, unreserved(pool));
       pool.cursor = offset;
     }
     pool.allocations.set(offset);
@@ -311,6 +321,47 @@ export class Ipam {
       pool.cursor = cursor;
     });
     return `${formatOffset(pool, offset)}/${pool.prefix.length}`;
+  }
+
+  /**
+   * An automatic address for a container name in a sticky pool: the one kept for the name when
+   * it is free; else the next free address no other name keeps; else, when only kept addresses
+   * are free, the least recently used one, taken from its name (`takenFrom`, for the log).
+   * The address is then kept for `name`. In a pool that is not sticky, the name is not used.
+   */
+  requestNamedAddress(poolId: string, name: string): { address: string; takenFrom?: string } {
+    const pool = this.#getPool(poolId);
+    const sticky = pool.sticky;
+    if (sticky === undefined) return { address: this.requestAddress(poolId, {}) };
+    const cursor = pool.cursor;
+    const inRange = (offset: bigint) => offset >= pool.rangeFirst && offset <= pool.rangeLast;
+    const free = (offset: bigint) => inRange(offset) && !pool.allocations.has(offset);
+    const kept = sticky.offsetOf(name);
+    let offset: bigint;
+    let takenFrom: string | undefined;
+    if (kept !== undefined && free(kept)) {
+      offset = kept;
+    } else {
+      const found = findNextFreeOrUndefined(pool, unreserved(pool));
+      if (found !== undefined) {
+        offset = found;
+        pool.cursor = found;
+      } else {
+        takenFrom = sticky.leastRecentlyUsed(free);
+        const taken = takenFrom === undefined ? undefined : sticky.offsetOf(takenFrom);
+        if (taken === undefined) throw exhausted(`no free address left in ${describeRange(pool)}`);
+        offset = taken;
+      }
+    }
+    pool.allocations.set(offset);
+    const undoReserve = sticky.reserve(name, offset);
+    this.#record(poolId, () => {
+      undoReserve();
+      pool.allocations.clear(offset);
+      pool.cursor = cursor;
+    });
+    const address = `${formatOffset(pool, offset)}/${pool.prefix.length}`;
+    return takenFrom === undefined ? { address } : { address, takenFrom };
   }
 
   /** Frees an address; one that is not allocated is fine (Docker retries), one outside is not. */
@@ -556,6 +607,7 @@ function newPoolState(
   prefix: IpPrefix,
   subPrefix: IpPrefix | undefined,
   allocations: SparseBitmap,
+  sticky: StickyReservations | undefined,
 ): PoolState {
   const poolText = formatPrefix(prefix);
   const poolId =
@@ -581,6 +633,7 @@ function newPoolState(
     rangeLast: rangeEnd < hostLast ? rangeEnd : hostLast,
     allocations,
     cursor: undefined,
+    sticky,
   };
 }
 
@@ -593,7 +646,15 @@ function restorePool(entry: PoolSnapshot): PoolState {
     throw new Error(`IP range ${entry.subPool} is not inside pool ${entry.pool}`);
   }
   const allocations = SparseBitmap.decode(prefixSize(prefix), entry.allocated ?? {});
-  const pool = newPoolState(addressSpace, prefix, subPrefix, allocations);
+  const size = prefixSize(prefix);
+  const sticky =
+    entry.sticky === undefined
+      ? undefined
+      : StickyReservations.restore(entry.sticky, (offset) => {
+          if (offset <= 0n || offset >= size)
+            throw new Error(`sticky offset ${offset} is outside the pool`);
+        });
+  const pool = newPoolState(addressSpace, prefix, subPrefix, allocations, sticky);
   const broadcast = prefixSize(prefix) - 1n;
   for (const reserved of pool.hostLast < broadcast ? [0n, broadcast] : [0n]) {
     if (allocations.has(reserved)) {
@@ -624,18 +685,45 @@ function checkAllocatable(pool: PoolState, offset: bigint): void {
   }
 }
 
-/** The next free offset in the IP range after the cursor, wrapping once to the range start. */
-function findNextFree(pool: PoolState): bigint {
-  if (pool.rangeFirst > pool.rangeLast) throw noHostsError(pool, pool.subPrefix !== undefined);
-  const after = pool.cursor === undefined ? pool.rangeFirst : pool.cursor + 1n;
-  const start = after >= pool.rangeFirst && after <= pool.rangeLast ? after : pool.rangeFirst;
+function findNextFree(pool: PoolState, usable?: (offset: bigint) => boolean): bigint {
   const found =
-    pool.allocations.findClear(start, pool.rangeLast) ??
-    (start > pool.rangeFirst ? pool.allocations.findClear(pool.rangeFirst, start - 1n) : undefined);
+    findNextFreeOrUndefined(pool, usable) ??
+    // In a sticky pool, an address kept for a name goes to a request without one only when
+    // nothing else is left (its name then gets another address when it comes back).
+    (usable === undefined ? undefined : findNextFreeOrUndefined(pool));
   if (found === undefined) {
     throw exhausted(`no free address left in ${describeRange(pool)}`);
   }
   return found;
+}
+
+/** The next free offset (passing `usable`) in the IP range after the cursor, wrapping once. */
+function findNextFreeOrUndefined(
+  pool: PoolState,
+  usable: (offset: bigint) => boolean = () => true,
+): bigint | undefined {
+  if (pool.rangeFirst > pool.rangeLast) throw noHostsError(pool, pool.subPrefix !== undefined);
+  const after = pool.cursor === undefined ? pool.rangeFirst : pool.cursor + 1n;
+  const start = after >= pool.rangeFirst && after <= pool.rangeLast ? after : pool.rangeFirst;
+  const search = (from: bigint, to: bigint): bigint | undefined => {
+    for (let at = from; at <= to; ) {
+      const found = pool.allocations.findClear(at, to);
+      if (found === undefined || usable(found)) return found;
+      at = found + 1n;
+    }
+    return undefined;
+  };
+  return (
+    search(start, pool.rangeLast) ??
+    (start > pool.rangeFirst ? search(pool.rangeFirst, start - 1n) : undefined)
+  );
+}
+
+/** For a sticky pool, a test passing offsets no name keeps; undefined for other pools. */
+function unreserved(pool: PoolState): ((offset: bigint) => boolean) | undefined {
+  const sticky = pool.sticky;
+  if (sticky === undefined || sticky.size === 0) return undefined;
+  return (offset) => sticky.holderOf(offset) === undefined;
 }
 
 /** Like {@link findNextFree}, but only inside the given offset ranges (onward, then wrapping). */
@@ -684,6 +772,7 @@ function snapshotPool(pool: PoolState): PoolSnapshot {
     v6: pool.prefix.v6,
     ...(pool.cursor === undefined ? {} : { lastAllocated: formatOffset(pool, pool.cursor) }),
     allocated: pool.allocations.encode(),
+    ...(pool.sticky === undefined ? {} : { sticky: pool.sticky.snapshot() }),
   };
 }
 
@@ -693,6 +782,7 @@ function poolInfo(pool: PoolState): PoolInfo {
     addressSpace: pool.addressSpace,
     pool: formatPrefix(pool.prefix),
     v6: pool.prefix.v6,
+    sticky: pool.sticky !== undefined,
     allocatedCount: pool.allocations.count,
     freeCount: Math.max(0, Number(pool.hostLast - pool.hostFirst + 1n) - pool.allocations.count),
   };

@@ -2,20 +2,26 @@
 #   make enable   build the plugin and enable it as switchyard:latest (starts dockerd if needed)
 #   make test     type-check, lint, unit/protocol, netns, end-to-end (real dockerd) and
 #                 multi-host (Docker-in-Docker + etcd) tests
-# Another Docker release: make e2e DOCKER=28 (or 26), make multihost DOCKER=28: installs that
-# release from Debian's archive, stops the running dockerd and starts that one.
+# Another Docker release: make e2e DOCKER=28 (or 26, 29), make multihost DOCKER=28: installs that
+# release (Debian's archive; 29 from shared/docker-29), stops the running dockerd and starts
+# that one. Docker 29's nftables firewall backend: make e2e DOCKER=29 FIREWALL_BACKEND=nftables.
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 PLUGIN ?= switchyard:latest
 VERSION := $(shell sed -n 's/^  "version": "\(.*\)",$$/\1/p' package.json)
-## The Docker release to test against: 20 (Debian 12's docker.io), 26 or 28 (Debian's newer suites).
+## The Docker release to test against: 20 (Debian 12's docker.io), 26 or 28 (Debian's newer
+## suites), 29 (built from source, shared/docker-29); FIREWALL_BACKEND=nftables with 29.
 DOCKER ?= 20
-export DOCKER
+FIREWALL_BACKEND ?= iptables
+export DOCKER FIREWALL_BACKEND
+## The daemon's tag: its data root, log and the plugin's state directory are its own.
+DOCKER_TAG := $(DOCKER)$(if $(filter nftables,$(FIREWALL_BACKEND)),-nftables)
+export DOCKER_TAG
 ## Its binaries (made by scripts/docker-release.sh) come first on PATH: `docker` is its own
 ## client, which negotiates the API version with the daemon.
 export PATH := /opt/switchyard/docker-$(DOCKER)/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 ## Each release's plugin keeps its own state, so switching releases mixes no networks.
-STATE_DIR ?= $(if $(filter 20,$(DOCKER)),/var/lib/switchyard,/var/lib/switchyard-$(DOCKER))
+STATE_DIR ?= $(if $(filter 20,$(DOCKER_TAG)),/var/lib/switchyard,/var/lib/switchyard-$(DOCKER_TAG))
 NODE := node_modules/.bin/node
 
 .PHONY: deps build check unit netns e2e test plugin enable disable remove docker clean status push demo rootfs multihost

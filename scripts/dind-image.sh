@@ -5,7 +5,7 @@
 # nft and busybox with the shared libraries they load, imported with `docker import` (no
 # registry is reachable here). Does nothing when the image exists, unless --force is given.
 #
-#   [DOCKER=20|26|28] scripts/dind-image.sh [--force] [IMAGE]    (default switchyard-test/dind:N)
+#   [DOCKER=20|26|28|29] scripts/dind-image.sh [--force] [IMAGE]    (default switchyard-test/dind:N)
 #
 # Run the image WITHOUT --privileged (PID 1 lacks CAP_SYS_RESOURCE on these VMs):
 #   docker run -d --cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
@@ -23,7 +23,7 @@ if [[ ${1:-} == --force ]]; then
   force=true
   shift
 fi
-# The Docker release inside (env DOCKER, as for make): 20 is the machine's own docker.io; 26 or
+# The Docker release inside (env DOCKER, as for make): 20 is the machine's own docker.io; 26, 29 or
 # 28 come from /opt/switchyard/docker-N/bin (scripts/docker-release.sh N fetches them).
 RELEASE="${DOCKER:-20}"
 IMAGE="${1:-switchyard-test/dind:$RELEASE}"

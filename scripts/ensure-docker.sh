@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure the wanted Docker release's daemon runs here and the e2e test image exists.
-#   DOCKER=20 (default: Debian 12's docker.io), 26 (Debian trixie) or 28 (Debian forky)
+#   DOCKER=20 (default: Debian 12's docker.io), 26 (Debian trixie), 28 (Debian forky) or 29
+#     (built from source: shared/docker-29, see scripts/docker-release.sh)
+#   FIREWALL_BACKEND=nftables (29 only): dockerd --firewall-backend=nftables; its own data root,
+#     log and state directory (-29-nftables), and the iptables FORWARD policy set to ACCEPT
+#     (an iptables-mode daemon left it DROP, which breaks nftables-mode bridges: Docker's own too)
 #   DOCKERD_FLAGS: extra dockerd flags when it starts one (e.g. --live-restore)
 # Only one dockerd runs at a time (they share /var/run/docker.sock and the iptables chains):
 # a running daemon of another release is stopped first. 26 and 28 keep their own data root
@@ -10,6 +14,15 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 wanted=${DOCKER:-20}
+backend=${FIREWALL_BACKEND:-iptables}
+case $backend in
+  iptables) tag=$wanted ;;
+  nftables)
+    [[ $wanted == 29 ]] || { echo "ensure-docker: FIREWALL_BACKEND=nftables needs DOCKER=29" >&2; exit 2; }
+    tag=$wanted-nftables
+    ;;
+  *) echo "ensure-docker: unknown FIREWALL_BACKEND '$backend' (iptables or nftables)" >&2; exit 2 ;;
+esac
 export DEBIAN_FRONTEND=noninteractive
 
 apt_updated=false
@@ -40,20 +53,24 @@ bin=$("$here/docker-release.sh" "$wanted")
 # The compose e2e test runs Debian's Docker Compose v2, which comes with the 28 release.
 [[ -x /opt/switchyard/docker-28/cli-plugins/docker-compose ]] || "$here/docker-release.sh" 28 >/dev/null
 export PATH="$bin:$PATH"
-if [[ $wanted == 20 ]]; then
+if [[ $tag == 20 ]]; then
   data_root=/var/lib/docker
   log=/var/log/dockerd.log
 else
-  data_root=/var/lib/docker-$wanted
-  log=/var/log/dockerd-$wanted.log
+  data_root=/var/lib/docker-$tag
+  log=/var/log/dockerd-$tag.log
 fi
+backend_flags=()
+[[ $backend == nftables ]] && backend_flags=(--firewall-backend=nftables)
 # The release the last daemon started here was, so its firewall leftovers can be cleared.
 marker=/var/lib/switchyard-docker-release
 
+# The running daemon's release and firewall backend, as a tag (20, 28, 29-nftables…).
 running_major() {
-  local version
+  local version firewall
   version=$(docker version --format '{{.Server.Version}}' 2>/dev/null) || return 1
-  echo "${version%%.*}"
+  firewall=$(docker info --format '{{with .FirewallBackend}}{{.Driver}}{{end}}' 2>/dev/null || true)
+  if [[ $firewall == nftables ]]; then echo "${version%%.*}-nftables"; else echo "${version%%.*}"; fi
 }
 
 stop_daemon() {
@@ -97,8 +114,8 @@ clear_docker_firewall() {
 }
 
 current=$(running_major || true)
-if [[ $current == "$wanted" ]]; then
-  echo "ensure-docker: dockerd $wanted is already running"
+if [[ $current == "$tag" ]]; then
+  echo "ensure-docker: dockerd $tag is already running"
 else
   [[ -n $current ]] && stop_daemon "$current"
   pid=$(cat /var/run/docker.pid 2>/dev/null || true)
@@ -106,29 +123,41 @@ else
     # A second dockerd would fail on the pid file; a starting one just needs time.
     echo "ensure-docker: a dockerd is starting; waiting for it"
   else
-    if [[ $(cat "$marker" 2>/dev/null || echo "$wanted") != "$wanted" ]]; then
-      echo "ensure-docker: clearing Docker $(cat "$marker")'s iptables chains"
+    last=$(cat "$marker" 2>/dev/null || echo "$tag")
+    if [[ $last != "$tag" ]]; then
+      echo "ensure-docker: clearing Docker $last's firewall rules"
       clear_docker_firewall
+      # Docker 29's nftables backend keeps its rules in tables of its own.
+      if [[ $last == *-nftables ]]; then
+        nft delete table ip docker-bridges 2>/dev/null || true
+        nft delete table ip6 docker-bridges 2>/dev/null || true
+      fi
     fi
-    echo "$wanted" >"$marker"
-    echo "ensure-docker: starting dockerd $wanted (log: $log)"
+    if [[ $backend == nftables ]]; then
+      # An iptables-mode daemon that ran here left FORWARD's policy DROP; nftables-mode
+      # bridges (Docker's own as much as Switchyard's) pass nothing until it is ACCEPT again.
+      iptables -w -P FORWARD ACCEPT
+      ip6tables -w -P FORWARD ACCEPT 2>/dev/null || true
+    fi
+    echo "$tag" >"$marker"
+    echo "ensure-docker: starting dockerd $tag (log: $log)"
     # shellcheck disable=SC2086 # DOCKERD_FLAGS is a list of flags
-    setsid dockerd --data-root "$data_root" ${DOCKERD_FLAGS:-} >>"$log" 2>&1 </dev/null &
+    setsid dockerd --data-root "$data_root" "${backend_flags[@]}" ${DOCKERD_FLAGS:-} >>"$log" 2>&1 </dev/null &
   fi
   ready=false
   for _ in $(seq 1 60); do
-    if [[ $(running_major || true) == "$wanted" ]]; then
+    if [[ $(running_major || true) == "$tag" ]]; then
       ready=true
       break
     fi
     sleep 1
   done
   if [[ $ready == false ]]; then
-    echo "ensure-docker: dockerd $wanted did not answer within 60 s; end of $log:" >&2
+    echo "ensure-docker: dockerd $tag did not answer within 60 s; end of $log:" >&2
     tail -n 40 "$log" >&2 || true
     exit 1
   fi
-  echo "ensure-docker: dockerd $wanted is ready ($(docker version --format '{{.Server.Version}}'))"
+  echo "ensure-docker: dockerd $tag is ready ($(docker version --format '{{.Server.Version}}'))"
 fi
 
 "$here/test-image.sh"

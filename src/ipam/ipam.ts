@@ -86,8 +86,8 @@ export interface PoolInfo {
   pool: string;
   subPool?: string;
   v6: boolean;
-  /** True when automatic addresses are kept for container names. */
-  sticky: boolean;
+  /** True when automatic addresses are kept for container names; absent otherwise. */
+  sticky?: true;
   allocatedCount: number;
   /**
    * Host addresses (not the network address, nor an IPv4 broadcast) not allocated; a float,
@@ -782,10 +782,10 @@ function poolInfo(pool: PoolState): PoolInfo {
     addressSpace: pool.addressSpace,
     pool: formatPrefix(pool.prefix),
     v6: pool.prefix.v6,
-    sticky: pool.sticky !== undefined,
     allocatedCount: pool.allocations.count,
     freeCount: Math.max(0, Number(pool.hostLast - pool.hostFirst + 1n) - pool.allocations.count),
   };
   if (pool.subPrefix !== undefined) info.subPool = formatPrefix(pool.subPrefix);
+  if (pool.sticky !== undefined) info.sticky = true;
   return info;
 }

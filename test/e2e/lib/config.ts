@@ -42,10 +42,18 @@ export const SWITCHYARD_ONLY = isSwitchyard
 export const TEST_IMAGE = "switchyard-test/busybox:latest";
 
 /**
+ * The dockerd under test as `make` names it (DOCKER_TAG): its release (DOCKER=20, 26, 28, 29)
+ * and, for 29's nftables firewall backend, `-nftables` (`29-nftables`).
+ */
+export const DOCKER_TAG: string =
+  process.env.DOCKER_TAG || `${process.env.DOCKER || "20"}${process.env.FIREWALL_BACKEND === "nftables" ? "-nftables" : ""}`;
+
+/** True when the daemon under test runs Docker 29's nftables firewall backend. */
+export const NFTABLES_BACKEND: boolean = DOCKER_TAG.endsWith("-nftables");
+
+/**
  * The log of the dockerd under test, as scripts/ensure-docker.sh starts it: the host's own
- * Docker logs to /var/log/dockerd.log, Debian's newer releases (DOCKER=26, 28) to their own.
+ * Docker logs to /var/log/dockerd.log, the other releases (and backends) to their own.
  */
 export const DOCKERD_LOG: string =
-  (process.env.DOCKER ?? "20") === "20"
-    ? "/var/log/dockerd.log"
-    : `/var/log/dockerd-${process.env.DOCKER}.log`;
+  DOCKER_TAG === "20" ? "/var/log/dockerd.log" : `/var/log/dockerd-${DOCKER_TAG}.log`;

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { chmod, mkdir, readFile, rm } from "node:fs/promises";
+import { chmod, mkdir, readFile, readlink, rm } from "node:fs/promises";
 import { hostname } from "node:os";
 import { dirname } from "node:path";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
@@ -81,6 +81,7 @@ async function main(): Promise<void> {
     ...(cluster === undefined ? {} : { cluster }),
     ...(names === undefined ? {} : { resolverAddress: settings.dnsAddress }),
   });
+  const dockerSendsNames = await startedByDocker29();
   const app = buildApp({
     network,
     ipam: new IpamDriver({
@@ -88,6 +89,7 @@ async function main(): Promise<void> {
       hostPrefixes: () => datapath.hostPrefixes(),
       ...(cluster === undefined ? {} : { cluster }),
       logger,
+      dockerSendsNames,
     }),
     state: () => state.document,
     metrics,
@@ -101,6 +103,7 @@ async function main(): Promise<void> {
       socket: settings.socketPath,
       stateDir: settings.stateDir,
       networks: Object.keys(state.document.networks).length,
+      dockerSendsNames,
     },
     "listening",
   );
@@ -154,6 +157,22 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+}
+
+/** The kernel's fixed inode number of the initial time namespace (PROC_TIME_INIT_INO). */
+const INITIAL_TIME_NAMESPACE = "time:[4026531834]";
+
+/**
+ * True when the Docker that started this plugin is 29 or later, and so names the container in
+ * RequestAddress (what `--ipam-opt sticky=true` needs). Nothing in the protocol says which
+ * release is calling, and a request must never call the Docker API; but 29 is also the first
+ * release to start managed plugins in a time namespace of their own, which the plugin can see
+ * in /proc. (A Docker before 29 that itself runs in a container with its own time namespace
+ * looks like 29 here; a sticky pool there still refuses any request that names no container.)
+ */
+async function startedByDocker29(): Promise<boolean> {
+  const link = await readlink("/proc/self/ns/time").catch(() => "");
+  return link !== "" && link !== INITIAL_TIME_NAMESPACE;
 }
 
 /** Switchyard's version, from the package.json beside dist/ (or src/) in the plugin's /app. */

@@ -21,17 +21,22 @@ export class IpamDriver {
 
   /** The prefixes routed or addressed on this host, which automatic pools must not overlap. */
   readonly #hostPrefixes: () => Promise<IpPrefix[]>;
+  /** Whether the Docker that runs this plugin names the container in RequestAddress (29+). */
+  readonly #dockerSendsNames: boolean;
 
   constructor(deps: {
     state: StateManager;
     hostPrefixes: () => Promise<IpPrefix[]>;
     cluster?: ClusterService;
     logger?: Logger;
+    /** Docker 29 and later send the container's name with RequestAddress (default: true). */
+    dockerSendsNames?: boolean;
   }) {
     this.#state = deps.state;
     this.#hostPrefixes = deps.hostPrefixes;
     this.#cluster = deps.cluster;
     this.#logger = deps.logger;
+    this.#dockerSendsNames = deps.dockerSendsNames ?? true;
   }
 
   /** The multi-host network a pool belongs to, if any. */
@@ -61,6 +66,8 @@ export class IpamDriver {
       throw badRequest("an ip-range (SubPool) needs a subnet (Pool) too");
     }
     const pool = input.pool || undefined;
+    const sticky = parseSticky(input.options?.[OptionKeys.sticky]);
+    if (sticky && !this.#dockerSendsNames) throw stickyNeedsNames();
     const avoid = pool === undefined ? await this.#hostPrefixes() : [];
     return this.#state.commit((_state, ipam) =>
       ipam.requestPool({
@@ -69,6 +76,7 @@ export class IpamDriver {
         subPool: input.subPool || undefined,
         v6: input.v6 ?? false,
         options: input.options ?? {},
+        sticky,
         avoid,
       }),
     );
@@ -88,6 +96,15 @@ export class IpamDriver {
     const address = input.address || undefined;
     const shared = this.#clusterNetwork(input.poolId);
     const cluster = this.#cluster;
+    // Multi-host networks refuse sticky pools at creation (their addresses come from blocks).
+    if (
+      shared === undefined &&
+      !gateway &&
+      address === undefined &&
+      this.#state.ipam.pool(input.poolId)?.sticky
+    ) {
+      return this.#requestSticky(input.poolId, input.options?.[OptionKeys.endpointName]);
+    }
     if (shared === undefined || cluster === undefined || gateway) {
       return this.#state.commit((_state, ipam) =>
         ipam.requestAddress(input.poolId, { address, gateway }),
@@ -130,6 +147,24 @@ export class IpamDriver {
         this.#claiming.delete(shared.vni);
       }
     }
+  }
+
+  /** An automatic address in a sticky pool: the one kept for the container's name. */
+  async #requestSticky(poolId: string, rawName: string | undefined): Promise<string> {
+    // Docker before 29 names no container; a sticky pool is refused at creation there, so
+    // this is a daemon that changed under a running plugin: never hand out an unkept address.
+    if (rawName === undefined) throw stickyNeedsNames();
+    const name = parseContainerName(rawName);
+    const { address, takenFrom } = await this.#state.commit((_state, ipam) =>
+      ipam.requestNamedAddress(poolId, name),
+    );
+    if (takenFrom !== undefined) {
+      this.#logger?.warn(
+        { poolId, name, address, takenFrom },
+        "sticky pool full: gave the address kept for the least recently used name to another",
+      );
+    }
+    return address;
   }
 
   /**
@@ -213,4 +248,27 @@ export class IpamDriver {
         this.#logger?.warn({ err: error }, "cannot release address in etcd"),
       );
   }
+}
+
+/** `--ipam-opt sticky=BOOL`; absent is false. */
+function parseSticky(value: string | undefined): boolean {
+  if (value === undefined || value === "" || value === "false" || value === "0") return false;
+  if (value === "true" || value === "1") return true;
+  throw badRequest(`IPAM option sticky="${value}" must be true or false`);
+}
+
+/** A container name as Docker allows it (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), at most 255 bytes. */
+function parseContainerName(value: string): string {
+  const name = value.startsWith("/") ? value.slice(1) : value;
+  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/.test(name))
+    throw badRequest(
+      `container name ${JSON.stringify(value)} in RequestAddress is not a valid name`,
+    );
+  return name;
+}
+
+function stickyNeedsNames(): SwitchyardError {
+  return badRequest(
+    "--ipam-opt sticky=true needs Docker 29 or later: older releases do not tell the IPAM driver which container an address is for (no com.docker.network.endpoint.name in RequestAddress), so there is no name to keep an address for",
+  );
 }

@@ -83,6 +83,11 @@ export class Overlay {
         `a multi-host network (-o vxlan.id=${vni}) needs Switchyard's IPAM driver, which keeps addresses apart across hosts: add --ipam-driver switchyard:latest to docker network create`,
       );
     }
+    if (this.#context.state.ipam.pool(poolId)?.sticky) {
+      throw badRequest(
+        `a multi-host network (-o vxlan.id=${vni}) cannot keep addresses for names (--ipam-opt sticky=true): its addresses come from blocks claimed across hosts; create it without sticky`,
+      );
+    }
     const owner = Object.values(this.#context.state.document.networks).find(
       (network) => network.vxlanId === vni,
     );

@@ -115,5 +115,9 @@ export const OptionKeys = {
   portMap: "com.docker.network.portmap",
   exposedPorts: "com.docker.network.endpoint.exposedports",
   requestAddressType: "RequestAddressType",
+  /** Docker 29 and later: the container's name, in a container's RequestAddress options. */
+  endpointName: "com.docker.network.endpoint.name",
+  /** `--ipam-opt sticky=true`: keep each container name's automatic address. */
+  sticky: "sticky",
   gatewayAddressType: "com.docker.network.gateway",
 } as const;

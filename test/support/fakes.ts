@@ -151,6 +151,8 @@ export async function buildTestApp(
     firewall?: Firewall;
     cluster?: ClusterService;
     resolverAddress?: string;
+    /** As main.ts finds it: Docker 29 and later name the container in RequestAddress. */
+    dockerSendsNames?: boolean;
   } = {},
 ) {
   const logger = pino({ level: "silent" });
@@ -177,6 +179,7 @@ export async function buildTestApp(
     state,
     hostPrefixes: () => datapath.hostPrefixes(),
     ...(host.cluster === undefined ? {} : { cluster: host.cluster }),
+    ...(host.dockerSendsNames === undefined ? {} : { dockerSendsNames: host.dockerSendsNames }),
   });
   const app = buildApp({
     network,

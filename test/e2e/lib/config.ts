@@ -46,7 +46,8 @@ export const TEST_IMAGE = "switchyard-test/busybox:latest";
  * and, for 29's nftables firewall backend, `-nftables` (`29-nftables`).
  */
 export const DOCKER_TAG: string =
-  process.env.DOCKER_TAG || `${process.env.DOCKER || "20"}${process.env.FIREWALL_BACKEND === "nftables" ? "-nftables" : ""}`;
+  process.env.DOCKER_TAG ||
+  `${process.env.DOCKER || "20"}${process.env.FIREWALL_BACKEND === "nftables" ? "-nftables" : ""}`;
 
 /** True when the daemon under test runs Docker 29's nftables firewall backend. */
 export const NFTABLES_BACKEND: boolean = DOCKER_TAG.endsWith("-nftables");

@@ -24,6 +24,8 @@ export interface AppDeps {
   state: () => Readonly<StateDocument>;
   /** Counts every request; rendered at `/Switchyard.Metrics`. */
   metrics: Metrics;
+  /** Host conditions that break networking, which `/Switchyard.Status` shows first. */
+  warnings?: () => string[];
   logger: Logger;
   /** Largest request body accepted; Docker's requests are a few KB. */
   bodyLimit?: number;
@@ -129,6 +131,10 @@ export function buildApp(deps: AppDeps): FastifyInstance {
   registerPluginRoutes(app);
   registerNetworkRoutes(app, deps.network);
   registerIpamRoutes(app, deps.ipam);
-  registerStatusRoutes(app, { state: deps.state, metrics: deps.metrics });
+  registerStatusRoutes(app, {
+    state: deps.state,
+    metrics: deps.metrics,
+    warnings: deps.warnings ?? (() => []),
+  });
   return app;
 }

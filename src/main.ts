@@ -20,6 +20,7 @@ import { ProxyPublisher } from "./proxy/port-proxy.ts";
 import { readSettings, type Settings } from "./settings.ts";
 import { StateManager } from "./state/state-manager.ts";
 import { FileStore } from "./state/store.ts";
+import { HostWarnings } from "./warnings.ts";
 
 /** Process entry: settings, logger, state, socket; slow host work only after listening. */
 async function main(): Promise<void> {
@@ -45,7 +46,8 @@ async function main(): Promise<void> {
     pools: () => state.ipam.pools(),
     version,
   });
-  const firewall = new TimedFirewall(createFirewall(runner, logger), metrics);
+  const warnings = new HostWarnings();
+  const firewall = new TimedFirewall(createFirewall(runner, logger, warnings), metrics);
   const datapath = new IpDatapath(runner);
   let network: NetworkDriver | undefined;
   let names: NameService | undefined;
@@ -93,6 +95,7 @@ async function main(): Promise<void> {
     }),
     state: () => state.document,
     metrics,
+    warnings: () => warnings.list(),
     logger,
   });
 

@@ -1,6 +1,8 @@
 import type { Logger } from "pino";
 import type { Runner } from "../exec/runner.ts";
 import { emptyState, type StateDocument } from "../state/model.ts";
+import { HostWarnings } from "../warnings.ts";
+import { type DockerFirewallBackend, detectDockerFirewall } from "./docker-backend.ts";
 import type { Firewall } from "./firewall.ts";
 import {
   IPTABLES_CHAIN,
@@ -19,20 +21,8 @@ export type IptablesVariant = "nft" | "legacy";
 
 const DOCKER_USER = "DOCKER-USER";
 
-/**
- * Decides which iptables the host's Docker uses: the one whose tables hold Docker's chains.
- * Using the other one is a classic bug: rules land in tables the kernel path never consults
- * in the order Docker's DROP policy expects.
- */
-export async function detectIptablesVariant(run: Runner): Promise<IptablesVariant> {
-  for (const variant of ["nft", "legacy"] as const) {
-    const result = await run([`iptables-${variant}`, "-w", "-n", "-L", DOCKER_USER], {
-      allowFailure: true,
-    }).catch(() => undefined);
-    if (result?.exitCode === 0) return variant;
-  }
-  return "nft";
-}
+/** The key of the warning about an iptables FORWARD policy of DROP under nftables-mode Docker. */
+export const FORWARD_DROP_WARNING = "iptables-forward-drop";
 
 /** A rule using the bridge meta expression, only checked (`nft -c`), never applied. */
 const BRIDGE_META_PROBE = `table bridge ${NFT_TABLE}-probe {
@@ -85,16 +75,25 @@ export class HostFirewall implements Firewall {
   readonly #run: Runner;
   readonly #logger: Logger;
   #variant: IptablesVariant | undefined;
+  /** The host Docker's packet filter, once found (rules appear when dockerd sets up). */
+  #backend: DockerFirewallBackend | undefined;
+  readonly #warnings: HostWarnings;
   #capabilities: NftCapabilities | undefined;
   #uplinks: { names: string[]; readAt: number } | undefined;
   /** What the kernel holds: the ruleset without published ports, and those ports' elements. */
   #lastNft: { structure: string; published: PublishedElements } | undefined;
   #lastIptables: string | undefined;
 
-  constructor(runner: Runner, logger: Logger, variant?: IptablesVariant) {
+  constructor(
+    runner: Runner,
+    logger: Logger,
+    variant?: IptablesVariant,
+    warnings = new HostWarnings(),
+  ) {
     this.#run = runner;
     this.#logger = logger;
     this.#variant = variant;
+    this.#warnings = warnings;
   }
 
   async apply(state: Readonly<StateDocument>): Promise<void> {
@@ -102,10 +101,18 @@ export class HostFirewall implements Firewall {
       await this.clear();
       return;
     }
-    await this.#applyNft(state, {
+    const rebuilt = await this.#applyNft(state, {
       ...(await this.#nftCapabilities()),
       uplinks: await this.#currentUplinks(),
     });
+    if ((await this.#dockerBackend()) === "nftables") {
+      // Docker 29's nftables backend has no DOCKER-USER, and its own bridges rely on nothing
+      // in iptables: neither does Switchyard. A chain of ours left from an iptables-mode
+      // daemon goes.
+      if (this.#lastIptables !== undefined) await this.#clearIptables();
+      if (rebuilt) await this.#checkForwardPolicy();
+      return;
+    }
     const iptables = renderIptables(state);
     if (iptables !== this.#lastIptables) {
       await this.#applyIptables(iptables);
@@ -117,19 +124,19 @@ export class HostFirewall implements Firewall {
    * A change of published ports only (the rest of the ruleset as last applied) is one small
    * transaction of element deletes and adds; anything else (a network made or removed, the
    * first apply after start-up) rebuilds both tables atomically. A failed update is repaired
-   * by a rebuild.
+   * by a rebuild. True when the ruleset was rebuilt.
    */
-  async #applyNft(state: Readonly<StateDocument>, capabilities: NftCapabilities): Promise<void> {
+  async #applyNft(state: Readonly<StateDocument>, capabilities: NftCapabilities): Promise<boolean> {
     const structure = renderNftStructure(state, capabilities);
     const published = publishedElements(state);
     const last = this.#lastNft;
     if (last !== undefined && last.structure === structure) {
       const update = renderPublishedUpdate(last.published, published);
-      if (update === "") return;
+      if (update === "") return false;
       try {
         await this.#run(["nft", "-f", "-"], { input: update });
         this.#lastNft = { structure, published };
-        return;
+        return false;
       } catch (error) {
         this.#logger.warn({ err: error }, "incremental nft update failed; rebuilding the ruleset");
       }
@@ -137,6 +144,7 @@ export class HostFirewall implements Firewall {
     this.#lastNft = undefined;
     await this.#run(["nft", "-f", "-"], { input: renderNftables(state, capabilities) });
     this.#lastNft = { structure, published };
+    return true;
   }
 
   async clear(): Promise<void> {
@@ -144,6 +152,10 @@ export class HostFirewall implements Firewall {
       input: renderNftables(emptyState()),
     });
     this.#lastNft = undefined;
+    await this.#clearIptables();
+  }
+
+  async #clearIptables(): Promise<void> {
     const iptables = await this.#iptables();
     await this.#run([iptables, "-w", "-D", DOCKER_USER, "-j", IPTABLES_CHAIN], {
       allowFailure: true,
@@ -151,6 +163,37 @@ export class HostFirewall implements Firewall {
     await this.#run([iptables, "-w", "-F", IPTABLES_CHAIN], { allowFailure: true });
     await this.#run([iptables, "-w", "-X", IPTABLES_CHAIN], { allowFailure: true });
     this.#lastIptables = undefined;
+  }
+
+  /** The host Docker's packet filter; read again while dockerd has set up none. */
+  async #dockerBackend(): Promise<DockerFirewallBackend> {
+    if (this.#backend === undefined || this.#backend === "none") {
+      this.#backend = await detectDockerFirewall(this.#run);
+    }
+    return this.#backend;
+  }
+
+  /**
+   * Under nftables-mode Docker, an iptables FORWARD policy of DROP (left by an iptables-mode
+   * daemon that ran before) drops the traffic of every bridge, Docker's own and Switchyard's
+   * alike, and Docker does not change it. Switchyard does not override the host's policy
+   * either: it says so, in the log and the status view, with the fix. Read at every full
+   * rebuild (a network made or removed, start-up), not at each published port.
+   */
+  async #checkForwardPolicy(): Promise<void> {
+    const dropping: string[] = [];
+    for (const iptables of ["iptables-nft", "iptables-legacy"]) {
+      const rules = await this.#run([iptables, "-w", "-S", "FORWARD"], {
+        allowFailure: true,
+      }).catch(() => undefined);
+      if (rules?.exitCode === 0 && /^-P FORWARD DROP$/m.test(rules.stdout)) dropping.push(iptables);
+    }
+    const message =
+      dropping.length === 0
+        ? undefined
+        : `Docker uses its nftables firewall backend, but the iptables FORWARD policy is DROP (${dropping.join(", ")}; an iptables-mode dockerd that ran before leaves it so): containers on bridge networks, Docker's own and Switchyard's, cannot reach each other or the outside. Fix: iptables -P FORWARD ACCEPT (and make it persist), or run dockerd with its iptables backend`;
+    if (this.#warnings.set(FORWARD_DROP_WARNING, message) && message !== undefined)
+      this.#logger.warn({ dockerFirewall: "nftables" }, message);
   }
 
   async #currentUplinks(): Promise<string[]> {
@@ -174,7 +217,9 @@ export class HostFirewall implements Firewall {
 
   async #iptables(): Promise<string> {
     if (this.#variant === undefined) {
-      this.#variant = await detectIptablesVariant(this.#run);
+      // The iptables whose tables hold Docker's chains: rules put in the other one are never
+      // consulted in the order Docker's DROP policy expects (a classic bug).
+      this.#variant = (await this.#dockerBackend()) === "iptables-legacy" ? "legacy" : "nft";
       this.#logger.info({ variant: this.#variant }, "iptables variant detected");
     }
     return `iptables-${this.#variant}`;
@@ -200,7 +245,7 @@ export class HostFirewall implements Firewall {
   }
 }
 
-/** The firewall of the host this process runs on. */
-export function createFirewall(runner: Runner, logger: Logger): Firewall {
-  return new HostFirewall(runner, logger);
+/** The firewall of the host this process runs on; host conditions it finds go to `warnings`. */
+export function createFirewall(runner: Runner, logger: Logger, warnings: HostWarnings): Firewall {
+  return new HostFirewall(runner, logger, undefined, warnings);
 }

@@ -9,6 +9,8 @@ import { statusView } from "../status/view.ts";
 export interface StatusDeps {
   state: () => Readonly<StateDocument>;
   metrics: Metrics;
+  /** Host conditions that break networking (e.g. an iptables FORWARD DROP under nftables). */
+  warnings: () => string[];
 }
 
 /** `docker network inspect` of every network on a busy host fits easily. */
@@ -34,8 +36,12 @@ export function registerStatusRoutes(app: FastifyInstance, deps: StatusDeps): vo
     bodyLimit: STATUS_BODY_LIMIT,
     handler: async (request, reply) => {
       const names = namesFromInspect(request.body);
-      if (request.query.format !== "table") return statusView(deps.state(), names);
-      return reply.type("text/plain; charset=utf-8").send(statusTables(deps.state(), names));
+      const warnings = deps.warnings();
+      if (request.query.format !== "table") return { warnings, ...statusView(deps.state(), names) };
+      const lines = warnings.map((warning) => `WARNING: ${warning}\n`).join("");
+      return reply
+        .type("text/plain; charset=utf-8")
+        .send(`${lines}${lines === "" ? "" : "\n"}${statusTables(deps.state(), names)}`);
     },
   });
   app.get("/Switchyard.Metrics", async (_request, reply) =>

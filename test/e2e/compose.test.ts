@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { execa } from "execa";
+import { findCompose } from "./lib/compose.ts";
 import { ipamDriver, isSwitchyard, networkDriver, TEST_IMAGE } from "./lib/config.ts";
 import { containerAddress, exec, httpGet, ping, resolveName } from "./lib/docker.ts";
 import type { HostSnapshot } from "./lib/host.ts";
@@ -19,24 +20,6 @@ import { waitFor } from "./lib/wait.ts";
 const PROJECT = "sy-e2e-compose";
 const LINK_PREFIX = "sye2ecmp";
 const PORT = 18090;
-
-/** Compose v2 as scripts/docker-release.sh unpacks it (it also runs standalone). */
-const COMPOSE_CANDIDATES = [
-  process.env.COMPOSE,
-  "/opt/switchyard/docker-28/cli-plugins/docker-compose",
-  "/usr/libexec/docker/cli-plugins/docker-compose",
-  "/usr/local/lib/docker/cli-plugins/docker-compose",
-].filter((path): path is string => path !== undefined && path !== "");
-
-async function findCompose(): Promise<string> {
-  for (const candidate of COMPOSE_CANDIDATES) {
-    const outcome = await execa(candidate, ["version"], { reject: false });
-    if (outcome.exitCode === 0 && /version v?2\./.test(String(outcome.stdout))) return candidate;
-  }
-  throw new Error(
-    `the compose test needs Docker Compose v2: run \`make docker\` (scripts/docker-release.sh fetches Debian's docker-compose), or set COMPOSE=/path/to/docker-compose; looked in ${COMPOSE_CANDIDATES.join(", ")}`,
-  );
-}
 
 const composeFile = `
 name: ${PROJECT}

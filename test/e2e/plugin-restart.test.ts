@@ -3,7 +3,6 @@
 // handing an address out twice.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { isSwitchyard, networkDriver } from "./lib/config.ts";
 import {
@@ -15,26 +14,13 @@ import {
   runContainer,
   uniqueName,
 } from "./lib/docker.ts";
-import type { HostSnapshot } from "./lib/host.ts";
+import { type HostSnapshot, pluginPid } from "./lib/host.ts";
 import { endScenario, startScenario } from "./lib/scenario.ts";
 import { track } from "./lib/track.ts";
 import { waitFor } from "./lib/wait.ts";
 
 const PREFIX = "sy-e2e-rs";
 const LINK_PREFIX = "sye2er";
-const CONTAINERD = "/var/run/docker/containerd/containerd.sock";
-
-/** PID of the plugin's process, from dockerd's containerd (namespace plugins.moby). */
-function pluginPid(pluginId: string): number | undefined {
-  const listing = execFileSync("ctr", ["-a", CONTAINERD, "-n", "plugins.moby", "task", "ls"], {
-    encoding: "utf8",
-  });
-  for (const line of listing.split("\n")) {
-    const [id, pid, status] = line.trim().split(/\s+/);
-    if (id === pluginId && status === "RUNNING") return Number(pid);
-  }
-  return undefined;
-}
 
 describe("plugin restarts keep networks and addresses", {
   skip: !isSwitchyard && "Switchyard only",

@@ -5,11 +5,14 @@ import { pino } from "pino";
 import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { parseNetworkOptions } from "../../src/driver/options.ts";
-import { detectIptablesVariant, HostFirewall } from "../../src/firewall/host-firewall.ts";
+import type { Runner } from "../../src/exec/runner.ts";
+import { detectDockerFirewall } from "../../src/firewall/docker-backend.ts";
+import { HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
 import { MemoryStore } from "../../src/state/store.ts";
+import { HostWarnings } from "../../src/warnings.ts";
 import { createNamespace, inNamespace, pings, requireRoot } from "../support/netns.ts";
 
 const NETWORK = "abcd".padEnd(64, "0");
@@ -42,40 +45,9 @@ describe("iptables-nft and iptables-legacy hosts", () => {
       inNamespace(host.name, [iptables, "-N", "DOCKER-USER"]);
       inNamespace(host.name, [iptables, "-A", "FORWARD", "-j", "DOCKER-USER"]);
       inNamespace(host.name, [iptables, "-P", "FORWARD", "DROP"]);
-      assert.equal(await detectIptablesVariant(host.runner), variant);
+      assert.equal(await detectDockerFirewall(host.runner), `iptables-${variant}`);
 
-      const logger = pino({ level: "silent" });
-      const driver = new NetworkDriver({
-        state: await StateManager.open(new MemoryStore(), defaultIpamSettings()),
-        datapath: new IpDatapath(host.runner),
-        firewall: new HostFirewall(host.runner, logger),
-        publisher: new RecordingPublisher(),
-        logger,
-      });
-      await driver.createNetwork({
-        networkId: NETWORK,
-        options: parseNetworkOptions({}),
-        ipv4: [{ pool: "10.202.1.0/24", gateway: "10.202.1.1/24" }],
-        ipv6: [],
-      });
-      for (const [name, address] of [
-        ["one", "10.202.1.2"],
-        ["two", "10.202.1.3"],
-      ] as const) {
-        const endpointId = name.padEnd(64, "0");
-        await driver.createEndpoint({
-          networkId: NETWORK,
-          endpointId,
-          address: `${address}/24`,
-        });
-        const joined = await driver.join(NETWORK, endpointId);
-        const container = `${host.name}-${name}`;
-        ip("netns", "add", container);
-        namespaces.push(container);
-        ip("-n", host.name, "link", "set", joined.srcName, "netns", container);
-        ip("-n", container, "addr", "add", `${address}/24`, "dev", joined.srcName);
-        ip("-n", container, "link", "set", joined.srcName, "up");
-      }
+      const driver = await twoContainers(host.name, host.runner, namespaces);
       assert.match(inNamespace(host.name, [iptables, "-S", "DOCKER-USER"]), /-j SWITCHYARD/);
       assert.equal(
         pings(`${host.name}-one`, "10.202.1.3"),
@@ -90,4 +62,80 @@ describe("iptables-nft and iptables-legacy hosts", () => {
       );
     });
   }
+
+  it("on a Docker 29 nftables-mode host: no iptables rule at all, and a warning for FORWARD DROP", async () => {
+    requireRoot();
+    const host = createNamespace();
+    namespaces.push(host.name);
+    inNamespace(host.name, ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]);
+    // What Docker 29's nftables backend makes: its own tables, no DOCKER-USER anywhere.
+    inNamespace(host.name, ["nft", "add", "table", "ip", "docker-bridges"]);
+    const warnings = new HostWarnings();
+    const driver = await twoContainers(host.name, host.runner, namespaces, warnings);
+    assert.equal(pings(`${host.name}-one`, "10.202.1.3"), true, "FORWARD ACCEPT: traffic passes");
+    for (const iptables of ["iptables-nft", "iptables-legacy"]) {
+      const rules = inNamespace(host.name, [iptables, "-S"]);
+      assert.doesNotMatch(rules, /SWITCHYARD|DOCKER-USER/, `${iptables}: ${rules}`);
+    }
+    assert.deepEqual(warnings.list(), []);
+
+    // An iptables-mode daemon ran before: FORWARD DROP breaks every bridge (Docker's too).
+    inNamespace(host.name, ["iptables-nft", "-P", "FORWARD", "DROP"]);
+    const second = "abce".padEnd(64, "0");
+    await driver.createNetwork({
+      networkId: second,
+      options: parseNetworkOptions({}),
+      ipv4: [{ pool: "10.202.2.0/24", gateway: "10.202.2.1/24" }],
+      ipv6: [],
+    });
+    const [warning] = warnings.list();
+    assert.match(warning ?? "", /iptables FORWARD policy is DROP \(iptables-nft;/);
+    assert.match(warning ?? "", /Fix: iptables -P FORWARD ACCEPT/);
+    assert.doesNotMatch(inNamespace(host.name, ["iptables-nft", "-S"]), /SWITCHYARD|DOCKER-USER/);
+    await driver.deleteNetwork(second);
+    await driver.deleteNetwork(NETWORK);
+  });
 });
+
+/** A Switchyard network in `host` with containers `one` (10.202.1.2) and `two` (.3). */
+async function twoContainers(
+  hostName: string,
+  runner: Runner,
+  namespaces: string[],
+  warnings = new HostWarnings(),
+): Promise<NetworkDriver> {
+  const host = { name: hostName, runner };
+  const logger = pino({ level: "silent" });
+  const driver = new NetworkDriver({
+    state: await StateManager.open(new MemoryStore(), defaultIpamSettings()),
+    datapath: new IpDatapath(host.runner),
+    firewall: new HostFirewall(host.runner, logger, undefined, warnings),
+    publisher: new RecordingPublisher(),
+    logger,
+  });
+  await driver.createNetwork({
+    networkId: NETWORK,
+    options: parseNetworkOptions({}),
+    ipv4: [{ pool: "10.202.1.0/24", gateway: "10.202.1.1/24" }],
+    ipv6: [],
+  });
+  for (const [name, address] of [
+    ["one", "10.202.1.2"],
+    ["two", "10.202.1.3"],
+  ] as const) {
+    const endpointId = name.padEnd(64, "0");
+    await driver.createEndpoint({
+      networkId: NETWORK,
+      endpointId,
+      address: `${address}/24`,
+    });
+    const joined = await driver.join(NETWORK, endpointId);
+    const container = `${host.name}-${name}`;
+    ip("netns", "add", container);
+    namespaces.push(container);
+    ip("-n", host.name, "link", "set", joined.srcName, "netns", container);
+    ip("-n", container, "addr", "add", `${address}/24`, "dev", joined.srcName);
+    ip("-n", container, "link", "set", joined.srcName, "up");
+  }
+  return driver;
+}

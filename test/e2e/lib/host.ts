@@ -1,6 +1,7 @@
 /** Helpers that look at (and carefully change) the host's own network state in e2e tests. */
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -277,4 +278,19 @@ export function dockerdPid(): number | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** dockerd's containerd socket, where managed plugins run as tasks (namespace plugins.moby). */
+const CONTAINERD = "/var/run/docker/containerd/containerd.sock";
+
+/** PID of the plugin's process, from dockerd's containerd (namespace plugins.moby). */
+export function pluginPid(pluginId: string): number | undefined {
+  const listing = execFileSync("ctr", ["-a", CONTAINERD, "-n", "plugins.moby", "task", "ls"], {
+    encoding: "utf8",
+  });
+  for (const line of listing.split("\n")) {
+    const [id, pid, status] = line.trim().split(/\s+/);
+    if (id === pluginId && status === "RUNNING") return Number(pid);
+  }
+  return undefined;
 }

@@ -95,7 +95,7 @@ clear_docker_firewall() {
   set +e +o pipefail
   for table in raw nat filter; do
     for chain in PREROUTING OUTPUT POSTROUTING FORWARD INPUT; do
-      iptables -w -t "$table" -S "$chain" 2>/dev/null | grep -E -- '-j DOCKER' | sed 's/^-A/-D/' |
+      iptables -w -t "$table" -S "$chain" 2>/dev/null | grep -E -- '-j DOCKER|! -o docker0 -j MASQUERADE' | sed 's/^-A/-D/' |
         while read -r rule; do eval "iptables -w -t $table $rule" || true; done
     done
     for chain in $(iptables -w -t "$table" -S 2>/dev/null | awk '$1 == "-N" && $2 ~ /^DOCKER/ && $2 != "DOCKER-USER" {print $2}'); do

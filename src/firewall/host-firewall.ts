@@ -75,6 +75,8 @@ export class HostFirewall implements Firewall {
   readonly #run: Runner;
   readonly #logger: Logger;
   #variant: IptablesVariant | undefined;
+  /** True when the iptables variant was given (tests): it is never looked for. */
+  readonly #variantFixed: boolean;
   /** The host Docker's packet filter, once found (rules appear when dockerd sets up). */
   #backend: DockerFirewallBackend | undefined;
   readonly #warnings: HostWarnings;
@@ -83,6 +85,8 @@ export class HostFirewall implements Firewall {
   /** What the kernel holds: the ruleset without published ports, and those ports' elements. */
   #lastNft: { structure: string; published: PublishedElements } | undefined;
   #lastIptables: string | undefined;
+  /** True once a chain of ours in iptables was removed under nftables-mode Docker. */
+  #iptablesSwept = false;
 
   constructor(
     runner: Runner,
@@ -93,6 +97,7 @@ export class HostFirewall implements Firewall {
     this.#run = runner;
     this.#logger = logger;
     this.#variant = variant;
+    this.#variantFixed = variant !== undefined;
     this.#warnings = warnings;
   }
 
@@ -105,11 +110,13 @@ export class HostFirewall implements Firewall {
       ...(await this.#nftCapabilities()),
       uplinks: await this.#currentUplinks(),
     });
+    if (rebuilt) await this.#detectBackend();
     if ((await this.#dockerBackend()) === "nftables") {
       // Docker 29's nftables backend has no DOCKER-USER, and its own bridges rely on nothing
       // in iptables: neither does Switchyard. A chain of ours left from an iptables-mode
-      // daemon goes.
-      if (this.#lastIptables !== undefined) await this.#clearIptables();
+      // daemon (by this process or an earlier one) goes, once.
+      if (this.#lastIptables !== undefined || !this.#iptablesSwept) await this.#clearIptables();
+      this.#iptablesSwept = true;
       if (rebuilt) await this.#checkForwardPolicy();
       return;
     }
@@ -167,10 +174,24 @@ export class HostFirewall implements Firewall {
 
   /** The host Docker's packet filter; read again while dockerd has set up none. */
   async #dockerBackend(): Promise<DockerFirewallBackend> {
-    if (this.#backend === undefined || this.#backend === "none") {
-      this.#backend = await detectDockerFirewall(this.#run);
-    }
-    return this.#backend;
+    if (this.#backend === undefined || this.#backend === "none") await this.#detectBackend();
+    return this.#backend ?? "none";
+  }
+
+  /**
+   * Reads the host Docker's packet filter again, at every full rebuild: a plugin that started
+   * before dockerd set up its firewall, or a daemon restarted with the other backend, is
+   * followed from the next network made or removed. Our iptables chain, if any, leaves the
+   * iptables it was in when the answer changes (it is made again where it now belongs).
+   */
+  async #detectBackend(): Promise<void> {
+    const found = await detectDockerFirewall(this.#run);
+    if (found === this.#backend) return;
+    if (this.#backend !== undefined && this.#backend !== "none")
+      this.#logger.info({ from: this.#backend, to: found }, "Docker's firewall backend changed");
+    if (this.#lastIptables !== undefined && found !== "none") await this.#clearIptables();
+    if (!this.#variantFixed) this.#variant = undefined;
+    this.#backend = found;
   }
 
   /**

@@ -95,6 +95,42 @@ describe("iptables-nft and iptables-legacy hosts", () => {
     await driver.deleteNetwork(second);
     await driver.deleteNetwork(NETWORK);
   });
+
+  it("follows a daemon restarted with nftables where an iptables-mode one left DOCKER-USER", async () => {
+    requireRoot();
+    const host = createNamespace();
+    namespaces.push(host.name);
+    inNamespace(host.name, ["sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"]);
+    // An iptables-mode daemon: DOCKER-USER; Switchyard puts its chain behind it.
+    inNamespace(host.name, ["iptables-nft", "-N", "DOCKER-USER"]);
+    inNamespace(host.name, ["iptables-nft", "-I", "FORWARD", "-j", "DOCKER-USER"]);
+    const state = await StateManager.open(new MemoryStore(), defaultIpamSettings());
+    const driver = await twoContainers(host.name, host.runner, namespaces, undefined, state);
+    assert.match(inNamespace(host.name, ["iptables-nft", "-S"]), /-A DOCKER-USER -j SWITCHYARD/);
+
+    // dockerd restarted with --firewall-backend=nftables: its tables appear, DOCKER-USER
+    // stays (nftables-mode Docker leaves it). The next network made is a full rebuild.
+    inNamespace(host.name, ["nft", "add", "table", "ip", "docker-bridges"]);
+    const second = "abcf".padEnd(64, "0");
+    await driver.createNetwork({
+      networkId: second,
+      options: parseNetworkOptions({}),
+      ipv4: [{ pool: "10.202.3.0/24", gateway: "10.202.3.1/24" }],
+      ipv6: [],
+    });
+    assert.doesNotMatch(inNamespace(host.name, ["iptables-nft", "-S"]), /SWITCHYARD/);
+    assert.equal(pings(`${host.name}-one`, "10.202.1.3"), true, "traffic still passes");
+
+    // A fresh plugin process on that host (restarted plugin) finds nftables at once even
+    // though DOCKER-USER is there, and sweeps a chain of ours an older process left.
+    inNamespace(host.name, ["iptables-nft", "-N", "SWITCHYARD"]);
+    inNamespace(host.name, ["iptables-nft", "-I", "DOCKER-USER", "-j", "SWITCHYARD"]);
+    const fresh = new HostFirewall(host.runner, pino({ level: "silent" }));
+    await fresh.apply(state.document);
+    assert.doesNotMatch(inNamespace(host.name, ["iptables-nft", "-S"]), /SWITCHYARD/);
+    await driver.deleteNetwork(second);
+    await driver.deleteNetwork(NETWORK);
+  });
 });
 
 /** A Switchyard network in `host` with containers `one` (10.202.1.2) and `two` (.3). */
@@ -103,11 +139,12 @@ async function twoContainers(
   runner: Runner,
   namespaces: string[],
   warnings = new HostWarnings(),
+  state?: StateManager,
 ): Promise<NetworkDriver> {
   const host = { name: hostName, runner };
   const logger = pino({ level: "silent" });
   const driver = new NetworkDriver({
-    state: await StateManager.open(new MemoryStore(), defaultIpamSettings()),
+    state: state ?? (await StateManager.open(new MemoryStore(), defaultIpamSettings())),
     datapath: new IpDatapath(host.runner),
     firewall: new HostFirewall(host.runner, logger, undefined, warnings),
     publisher: new RecordingPublisher(),

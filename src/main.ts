@@ -83,7 +83,7 @@ async function main(): Promise<void> {
     ...(cluster === undefined ? {} : { cluster }),
     ...(names === undefined ? {} : { resolverAddress: settings.dnsAddress }),
   });
-  const dockerSendsNames = await startedByDocker29();
+  const dockerSendsNames = await dockerNamesContainers();
   const app = buildApp({
     network,
     ipam: new IpamDriver({
@@ -166,14 +166,15 @@ async function main(): Promise<void> {
 const INITIAL_TIME_NAMESPACE = "time:[4026531834]";
 
 /**
- * True when the Docker that started this plugin is 29 or later, and so names the container in
- * RequestAddress (what `--ipam-opt sticky=true` needs). Nothing in the protocol says which
- * release is calling, and a request must never call the Docker API; but 29 is also the first
- * release to start managed plugins in a time namespace of their own, which the plugin can see
- * in /proc. (A Docker before 29 that itself runs in a container with its own time namespace
+ * True when the Docker that started this plugin is 29.5 or later, and so names the container in
+ * RequestAddress (what `--ipam-opt sticky=true` needs; names came with 29.0). Nothing in the
+ * protocol says which release is calling, and a request must never call the Docker API; but
+ * 29.5 is also the first release to start managed plugins in a time namespace of their own
+ * (moby's default OCI spec), which the plugin can see in /proc. 29.0–29.4 cannot be told
+ * from 28 and get the refusal. (A Docker before 29 that itself runs in a container with its own time namespace
  * looks like 29 here; a sticky pool there still refuses any request that names no container.)
  */
-async function startedByDocker29(): Promise<boolean> {
+async function dockerNamesContainers(): Promise<boolean> {
   const link = await readlink("/proc/self/ns/time").catch(() => "");
   return link !== "" && link !== INITIAL_TIME_NAMESPACE;
 }

@@ -269,6 +269,6 @@ function parseContainerName(value: string): string {
 
 function stickyNeedsNames(): SwitchyardError {
   return badRequest(
-    "--ipam-opt sticky=true needs Docker 29 or later: older releases do not tell the IPAM driver which container an address is for (no com.docker.network.endpoint.name in RequestAddress), so there is no name to keep an address for",
+    "--ipam-opt sticky=true needs Docker 29.5 or later: releases before 29 do not tell the IPAM driver which container an address is for (no com.docker.network.endpoint.name in RequestAddress), so there is no name to keep an address for, and Switchyard recognises a Docker that does by the time namespace it starts plugins in, which 29.5 brought",
   );
 }

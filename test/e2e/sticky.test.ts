@@ -1,7 +1,8 @@
-// Sticky addresses (`--ipam-opt sticky=true`, moby#37634): on Docker 29 and later an automatic
+// Sticky addresses (`--ipam-opt sticky=true`, moby#37634): on Docker 29.5 and later an automatic
 // address stays with the container's name through stop/start, rm + run, Compose recreate,
 // plugin and dockerd restarts; a full pool gives the least recently used kept address away;
-// `docker network rm` forgets the reservations. Before 29 the option is refused at creation.
+// `docker network rm` forgets the reservations. Before 29.5 (where
+// Switchyard cannot tell that Docker names containers) the option is refused at creation.
 
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -16,8 +17,8 @@ import {
   containerAddress,
   containerMac,
   docker,
-  dockerMajor,
   dockerMayFail,
+  dockerRelease,
   networkId,
   runContainer,
   uniqueName,
@@ -50,11 +51,15 @@ describe("sticky addresses (--ipam-opt sticky=true)", {
 }, () => {
   const t = track();
   let snapshot: HostSnapshot | undefined;
-  let major = 0;
+  /** Docker 29.5 or later: names containers and can be recognised by Switchyard. */
+  let namesContainers = false;
+  let release = "";
 
   before(async () => {
     snapshot = await startScenario(PREFIX, LINK_PREFIX);
-    major = await dockerMajor();
+    const [major, minor] = await dockerRelease();
+    release = `${major}.${minor}`;
+    namesContainers = major > 29 || (major === 29 && minor >= 5);
   });
 
   after(async () => {
@@ -69,10 +74,10 @@ describe("sticky addresses (--ipam-opt sticky=true)", {
     await docker([...args, t.network(name)]);
   }
 
-  it("is refused at network creation before Docker 29, saying why", async (context) => {
-    if (major >= 29) {
+  it("is refused at network creation before Docker 29.5, saying why", async (context) => {
+    if (namesContainers) {
       return context.skip(
-        `Docker ${major} names containers: the refusal is for releases before 29`,
+        `Docker ${release} names containers: the refusal is for releases before 29.5`,
       );
     }
     const name = t.network(uniqueName(PREFIX));
@@ -89,17 +94,17 @@ describe("sticky addresses (--ipam-opt sticky=true)", {
       name,
     ]);
     assert.notEqual(outcome.exitCode, 0, "the network is refused");
-    assert.match(outcome.stderr, /sticky=true needs Docker 29 or later/);
+    assert.match(outcome.stderr, /sticky=true needs Docker 29\.5 or later/);
     assert.equal((await dockerMayFail(["network", "inspect", name])).exitCode, 1, "no network");
   });
 
-  describe("on Docker 29 and later", () => {
+  describe("on Docker 29.5 and later", () => {
     const network = uniqueName(PREFIX);
     const web = uniqueName(`${PREFIX}-web`);
     let kept = "";
 
     before(async () => {
-      if (major < 29) return;
+      if (!namesContainers) return;
       await createSticky(network, SUBNET, SUBNET6);
       // Another container first, so the kept address is not simply the first one.
       await runContainer({ name: t.container(uniqueName(PREFIX)), network });
@@ -108,9 +113,10 @@ describe("sticky addresses (--ipam-opt sticky=true)", {
       assert.match(kept, /^10\.231\.62\.\d+ fd00:231:62::\S+ 02:42:/);
     });
 
-    /** Fails the test unless Docker is 29 or later (no silent pass on older releases). */
+    /** The reason to skip before Docker 29.5, where the refusal is tested instead. */
     const needs29 = () => {
-      if (major < 29) return `Docker ${major}: sticky addresses need 29 (refusal tested above)`;
+      if (!namesContainers)
+        return `Docker ${release}: sticky addresses need 29.5 (refusal tested above)`;
       return undefined;
     };
 

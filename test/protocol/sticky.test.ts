@@ -49,7 +49,7 @@ describe("sticky pools (--ipam-opt sticky=true)", () => {
     const t = await buildTestApp(new MemoryStore(), { dockerSendsNames: false });
     const pool = await stickyPool(t);
     assert.equal(pool.status, 500);
-    assert.match(String(pool.body.Err), /sticky=true needs Docker 29 or later/);
+    assert.match(String(pool.body.Err), /sticky=true needs Docker 29\.5 or later/);
     assert.deepEqual(t.state.ipam.pools(), [], "no pool is left behind");
     const plain = await stickyPool(t, "false");
     assert.equal(plain.status, 200, "sticky=false is fine on any release");

@@ -97,11 +97,21 @@ export async function requireDocker(): Promise<void> {
 
 /** The daemon's major version (20, 26, 28, 29, …), for what differs between releases. */
 export async function dockerMajor(): Promise<number> {
+  return (await dockerRelease())[0];
+}
+
+/** The daemon's release as [major, minor] (29.7.2 → [29, 7]). */
+export async function dockerRelease(): Promise<[number, number]> {
   const version = await docker(["version", "--format", "{{.Server.Version}}"]);
-  const major = Number(version.split(".")[0]);
-  if (!Number.isInteger(major))
+  const [major, minor] = version.split(".").map(Number);
+  if (
+    !Number.isInteger(major) ||
+    !Number.isInteger(minor) ||
+    major === undefined ||
+    minor === undefined
+  )
     throw new Error(`cannot read the daemon's version from "${version}"`);
-  return major;
+  return [major, minor];
 }
 
 /** Throws unless the managed plugin `name` is installed and enabled. */

@@ -3,6 +3,7 @@ import { badRequest, conflict, exhausted, internal, SwitchyardError } from "../e
 import {
   addressBits,
   firstAddress,
+  formatAddress,
   formatPrefix,
   type IpAddress,
   type IpPrefix,
@@ -12,6 +13,7 @@ import {
   parseAddress,
   parsePrefix,
   prefixContainsAddress,
+  tryParseAddress,
 } from "../ipam/prefix.ts";
 import type { Compare, KeyValue, KeyValueStore, TxnOperation } from "./kv.ts";
 import { type NameRecord, type PublishedName, parsePublishedName } from "./published-names.ts";
@@ -627,6 +629,15 @@ export class ClusterService {
     }
   }
 
+  /** Runs a listener; one that throws is logged and never breaks the watch that called it. */
+  #tell(what: string, vni: number, listener: () => void): void {
+    try {
+      listener();
+    } catch (error) {
+      this.#logger.error({ err: error, vni }, `cannot take in the network's ${what} from etcd`);
+    }
+  }
+
   /**
    * Lists the network's hosts and published names, then watches for changes; lists again
    * whenever the watch breaks, and when it has said nothing for a while: a silent partition can
@@ -642,6 +653,17 @@ export class ClusterService {
     let toldPeers: string | undefined;
     let toldNames: string | undefined;
     let quiet = false;
+    /** Malformed host entries already logged: each is logged once, not at every event. */
+    const warned = new Set<string>();
+    const warnMalformed = (below: string, value: string): void => {
+      const seen = `${below}\n${value}`;
+      if (warned.has(seen)) return;
+      warned.add(seen);
+      this.#logger.warn(
+        { vni, key: below, value: value.slice(0, 100) },
+        "skipping a malformed peer in etcd (not a host key with an IPv4 address); the other peers are used",
+      );
+    };
     const loop = async (): Promise<void> => {
       while (!controller.signal.aborted) {
         const attempt = new AbortController();
@@ -679,11 +701,15 @@ export class ClusterService {
           const publish = (): void => {
             const peerList = [...peers.entries()]
               .filter(([below]) => below !== `hosts/${this.#identity.hostId}`)
-              .map(([, vtep]) => vtep)
+              .flatMap(([below, value]) => {
+                const vtep = parsePeer(below, value);
+                if (vtep === undefined) warnMalformed(below, value);
+                return vtep === undefined ? [] : [vtep];
+              })
               .sort();
             if (force || peerList.join() !== toldPeers) {
               toldPeers = peerList.join();
-              this.#onPeers(vni, peerList);
+              this.#tell("peers", vni, () => this.#onPeers(vni, peerList));
             }
             const nameList = [...names.entries()].flatMap(([below, value]) => {
               const record = parsePublishedName(below.slice("names/".length), value);
@@ -692,7 +718,7 @@ export class ClusterService {
             const text = JSON.stringify(nameList);
             if (force || text !== toldNames) {
               toldNames = text;
-              this.#onNames(vni, nameList);
+              this.#tell("names", vni, () => this.#onNames(vni, nameList));
             }
             force = false;
           };
@@ -722,7 +748,7 @@ export class ClusterService {
       }
       // Left (or stopped): nobody on this host resolves the network's names any more, unless
       // the network was joined again meanwhile (its new watch reports them).
-      if (!this.#watches.has(vni)) this.#onNames(vni, []);
+      if (!this.#watches.has(vni)) this.#tell("names", vni, () => this.#onNames(vni, []));
     };
     void loop();
   }
@@ -730,6 +756,20 @@ export class ClusterService {
 
 /** Every key of one multi-host network starts with this. */
 const networkPrefix = (vni: number): string => `${ROOT}/${vni}/`;
+
+/**
+ * A `hosts/HOST` entry's VXLAN address, or undefined when the entry is not one Switchyard
+ * writes (an extra key segment, anything but a canonical IPv4 address): such a value must
+ * never reach the flood list or the firewall, where it would fail every later update.
+ */
+function parsePeer(below: string, value: string): string | undefined {
+  const hostId = below.slice("hosts/".length);
+  if (hostId === "" || hostId.includes("/")) return undefined;
+  const address = tryParseAddress(value);
+  if (address === undefined || address.v6) return undefined;
+  const text = formatAddress(address);
+  return text === value ? text : undefined;
+}
 
 /** Where a host publishes the names of one of its endpoints. */
 const nameKey = (vni: number, hostId: string, endpointId: string): string =>

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { pino } from "pino";
+import { type Logger, pino } from "pino";
 import {
   type ClusterNetworkConfig,
   ClusterService,
@@ -46,13 +46,14 @@ function makeHost(
     local?: LocalClaims;
     renewalDelay?: (failures: number) => number;
     watchIdleMs?: number;
+    logger?: Logger;
   } = {},
 ): Host {
   const peers = new Map<number, string[]>();
   const local = options.local;
   const cluster = new ClusterService({
     kv,
-    logger: pino({ level: "silent" }),
+    logger: options.logger ?? pino({ level: "silent" }),
     identity: { hostId: id, vtep },
     blockLength,
     onPeers: (vni, list) => peers.set(vni, list),
@@ -64,6 +65,13 @@ function makeHost(
   });
   running.push(cluster);
   return { id, vtep, cluster, peers };
+}
+
+/** A logger that keeps what it logs at warn and above, as parsed lines. */
+function recordingLogger(): { logger: Logger; lines: { msg: string; [field: string]: unknown }[] } {
+  const lines: { msg: string; [field: string]: unknown }[] = [];
+  const logger = pino({ level: "warn" }, { write: (line: string) => lines.push(JSON.parse(line)) });
+  return { logger, lines };
 }
 
 /** Every host joins every network given (VNI alone by default). */
@@ -328,6 +336,34 @@ describe("ClusterService: following peers", () => {
     await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.3"]));
     await eventually(() => assert.deepEqual(c.peers.get(VNI), ["192.0.2.1"]));
   });
+
+  it(
+    "a malformed peer value is skipped and logged once; later peers still come through",
+    TIMEOUT,
+    async () => {
+      // Regression: one host key whose value was no address (a hostile or newer writer) went
+      // into every peer list; the driver's flood-list update then failed on it each time, so no
+      // later peer reached the VXLAN device or the firewall.
+      const kv = new MemoryKeyValueStore();
+      const { logger, lines } = recordingLogger();
+      const a = makeHost(kv, "host-a", "192.0.2.1", 26, { logger });
+      const b = makeHost(kv, "host-b", "192.0.2.2");
+      const c = makeHost(kv, "host-c", "192.0.2.3");
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      await kv.put(`${ROOT}/${VNI}/hosts/host-x`, "192.0.2.9; drop");
+      await kv.put(`${ROOT}/${VNI}/hosts/host-y/extra`, "192.0.2.8");
+      await b.cluster.joinNetwork(VNI, CONFIG);
+      await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.2"]));
+      await c.cluster.joinNetwork(VNI, CONFIG);
+      await eventually(() => assert.deepEqual(a.peers.get(VNI), ["192.0.2.2", "192.0.2.3"]));
+      const skipped = lines.filter((line) => line.msg.includes("malformed peer"));
+      assert.deepEqual(
+        skipped.map((line) => line.key),
+        ["hosts/host-x", "hosts/host-y/extra"],
+        "each logged once",
+      );
+    },
+  );
 
   it("a host whose lease runs out disappears from the others' peers", TIMEOUT, async () => {
     const kv = new MemoryKeyValueStore();

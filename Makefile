@@ -51,10 +51,11 @@ netns: deps
 	@[[ $$(id -u) == 0 ]] || { echo "netns tests need root (network namespaces, bridges, nft)"; exit 1; }
 	$(NODE) --test --test-concurrency=1 --test-timeout=180000 --test-reporter=spec 'test/netns/**/*.test.ts'
 
-## E2E_TESTS picks files (e.g. E2E_TESTS=test/e2e/differential.test.ts); all by default.
+## E2E_TESTS picks files: globs, separated by spaces (e.g. E2E_TESTS=test/e2e/differential.test.ts);
+## all by default.
 E2E_TESTS ?= test/e2e/**/*.test.ts
 e2e: deps enable
-	$(NODE) --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec '$(E2E_TESTS)'
+	$(NODE) --test --test-concurrency=1 --test-timeout=600000 --test-reporter=spec $(foreach f,$(E2E_TESTS),'$(f)')
 
 ## Multi-host tests: three Docker-in-Docker hosts and an etcd container (needs plugin/rootfs).
 multihost: deps docker

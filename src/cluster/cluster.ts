@@ -101,6 +101,14 @@ export class ClusterService {
   readonly #joined = new Map<number, { config: ClusterNetworkConfig; blockLength: number }>();
   /** Blocks this host holds locally but etcd gives to another host: no new addresses from them. */
   readonly #conflicts = new Map<number, Set<string>>();
+  /**
+   * Blocks {@link claimBlock} answered, or is claiming, in this process: a caller has them, so
+   * they are never adopted as the leftover of a claim whose reply was lost.
+   */
+  readonly #blocksInHand = new Map<
+    number,
+    { answered: Set<string>; claiming: Map<string, number> }
+  >();
   readonly #ownedClaims: (vni: number) => OwnedClaims;
   readonly #renewalDelay: (failures: number) => number;
   readonly #watchIdleMs: number;
@@ -177,6 +185,7 @@ export class ClusterService {
     this.#watches.delete(vni);
     this.#joined.delete(vni);
     this.#conflicts.delete(vni);
+    this.#blocksInHand.delete(vni);
     this.#names.delete(vni);
     try {
       await this.#dropClaims(vni);
@@ -216,7 +225,9 @@ export class ClusterService {
    * Claims a free address block for this host: a `/blockLength` of the subnet that overlaps
    * `range` (the pool's `--ip-range`, else the whole subnet), that no host holds and that holds
    * no other host's static address. Blocks stay aligned to the subnet whatever the range, so
-   * hosts with different ranges never claim overlapping blocks.
+   * hosts with different ranges never claim overlapping blocks. A block etcd already gives this
+   * host that is not in `held` (a claim whose reply was lost, retried) is answered instead of
+   * claiming another, so a retry never leaks a block.
    */
   async claimBlock(
     vni: number,
@@ -228,17 +239,45 @@ export class ClusterService {
     const carveFrom = range === undefined ? pool : parsePrefix(range);
     const length = this.#blockLengthIn(vni, pool);
     const base = networkPrefix(vni);
+    let inHand = this.#blocksInHand.get(vni);
+    if (inHand === undefined) {
+      inHand = { answered: new Set(), claiming: new Map() };
+      this.#blocksInHand.set(vni, inHand);
+    }
+    const { answered, claiming } = inHand;
+    const inFlight = (block: string, delta: number): void => {
+      const count = (claiming.get(block) ?? 0) + delta;
+      if (count > 0) claiming.set(block, count);
+      else claiming.delete(block);
+    };
     let skippedForStatics = false;
     for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
       const listing = await this.#kv.snapshot(base);
-      const taken = new Set<string>();
+      /** Block key → holder. */
+      const taken = new Map<string, string>();
       const foreignStatics: IpAddress[] = [];
       for (const entry of listing.entries) {
         const below = entry.key.slice(base.length);
-        if (below.startsWith("blocks/")) taken.add(below.slice("blocks/".length));
+        if (below.startsWith("blocks/")) taken.set(below.slice("blocks/".length), entry.value);
         if (below.startsWith("addresses/") && entry.value !== this.#identity.hostId) {
           foreignStatics.push(parseAddress(below.slice("addresses/".length)));
         }
+      }
+      // A block etcd gives this host that the caller does not hold is one whose claim went
+      // through while its reply was lost (the caller retried): that one, not another. Blocks
+      // answered to another call, or being claimed by one, are that caller's.
+      const conflicted = this.#conflicts.get(vni);
+      for (const block of blocksOverlapping(pool, length, carveFrom)) {
+        const text = formatPrefix(block);
+        if (held.includes(text) || conflicted?.has(text)) continue;
+        if (answered.has(text) || claiming.has(text)) continue;
+        if (taken.get(blockKey(text)) !== this.#identity.hostId) continue;
+        answered.add(text);
+        this.#logger.warn(
+          { vni, block: text },
+          "adopted address block etcd already gives this host",
+        );
+        return text;
       }
       let raced = false;
       for (const block of blocksOverlapping(pool, length, carveFrom)) {
@@ -249,15 +288,23 @@ export class ClusterService {
           continue;
         }
         // Atomic with the check of other hosts' statics: none appeared since the listing.
-        const { succeeded } = await this.#kv.txn({
-          compare: [
-            absent(`${base}blocks/${blockKey(text)}`),
-            unchangedSince(`${base}addresses/`, listing.revision, true),
-          ],
-          success: [
-            { type: "put", key: `${base}blocks/${blockKey(text)}`, value: this.#identity.hostId },
-          ],
-        });
+        inFlight(text, 1);
+        let succeeded = false;
+        try {
+          ({ succeeded } = await this.#kv.txn({
+            compare: [
+              absent(`${base}blocks/${blockKey(text)}`),
+              unchangedSince(`${base}addresses/`, listing.revision, true),
+            ],
+            success: [
+              { type: "put", key: `${base}blocks/${blockKey(text)}`, value: this.#identity.hostId },
+            ],
+          }));
+        } finally {
+          // Failed, or unknown (no reply): a retry may adopt it if the write went through.
+          if (succeeded) answered.add(text);
+          inFlight(text, -1);
+        }
         if (succeeded) {
           this.#logger.info({ vni, block: text }, "claimed address block");
           return text;

@@ -172,6 +172,49 @@ describe("ClusterService: address blocks", () => {
     },
   );
 
+  it(
+    "a claim resent after its reply was lost adopts the block, not a second one",
+    TIMEOUT,
+    async () => {
+      // Regression: the claim's transaction went through in etcd but its reply was lost; the
+      // retried claimBlock took another block, and the first stayed this host's for nothing.
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      const txn = kv.txn.bind(kv);
+      let loseReply = true;
+      kv.txn = async (request) => {
+        const result = await txn(request);
+        if (loseReply) {
+          loseReply = false;
+          throw new Error("etcd: reply lost after the transaction was applied");
+        }
+        return result;
+      };
+      await assert.rejects(a.cluster.claimBlock(VNI, SUBNET, []), /reply lost/);
+      assert.equal(await a.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.0/26");
+      assert.deepEqual(await claims(kv), { "blocks/10.60.0.0_26": "host-a" });
+      assert.equal(await a.cluster.claimBlock(VNI, SUBNET, ["10.60.0.0/26"]), "10.60.0.64/26");
+    },
+  );
+
+  it(
+    "a block etcd gives this host is adopted only where the --ip-range allows",
+    TIMEOUT,
+    async () => {
+      const kv = new MemoryKeyValueStore();
+      const local: LocalClaims = new Map([[VNI, { blocks: ["10.60.0.64/26"], statics: [] }]]);
+      const a = makeHost(kv, "host-a", "192.0.2.1", 26, { local });
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      await kv.put(`${ROOT}/${VNI}/blocks/10.60.0.0_26`, "host-a");
+      assert.equal(
+        await a.cluster.claimBlock(VNI, SUBNET, ["10.60.0.64/26"], "10.60.0.128/25"),
+        "10.60.0.128/26",
+      );
+      assert.equal(await a.cluster.claimBlock(VNI, SUBNET, ["10.60.0.64/26"]), "10.60.0.0/26");
+    },
+  );
+
   it("skips blocks this host already holds even when the store lost them", TIMEOUT, async () => {
     const kv = new MemoryKeyValueStore();
     const a = makeHost(kv, "host-a", "192.0.2.1");

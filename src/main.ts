@@ -8,6 +8,7 @@ import { buildApp } from "./app.ts";
 import type { ClusterService, PublishedName } from "./cluster/cluster.ts";
 import { IpDatapath } from "./datapath/ip-datapath.ts";
 import type { NameService } from "./discovery/name-service.ts";
+import { AddressNames } from "./driver/address-names.ts";
 import { IpamDriver } from "./driver/ipam-driver.ts";
 import { NetworkDriver } from "./driver/network-driver.ts";
 import { createRunner, type Runner } from "./exec/runner.ts";
@@ -73,6 +74,9 @@ async function main(): Promise<void> {
       logger,
     });
   }
+  // Docker 29 names the container in RequestAddress: the IPAM side keeps the name for the
+  // network side's CreateEndpoint, so endpoints know their container without the Docker API.
+  const addressNames = new AddressNames();
   network = new NetworkDriver({
     state,
     datapath,
@@ -82,6 +86,7 @@ async function main(): Promise<void> {
     metrics,
     ...(cluster === undefined ? {} : { cluster }),
     ...(names === undefined ? {} : { resolverAddress: settings.dnsAddress }),
+    addressNames,
   });
   const dockerSendsNames = await dockerNamesContainers();
   const app = buildApp({
@@ -92,6 +97,7 @@ async function main(): Promise<void> {
       ...(cluster === undefined ? {} : { cluster }),
       logger,
       dockerSendsNames,
+      addressNames,
     }),
     state: () => state.document,
     metrics,

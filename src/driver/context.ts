@@ -7,6 +7,7 @@ import type { Metrics } from "../metrics/metrics.ts";
 import type { PortPublisher } from "../proxy/port-proxy.ts";
 import type { EndpointRecord, NetworkRecord, StateDocument } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
+import type { AddressNames } from "./address-names.ts";
 import type { KeyedLocks } from "./locks.ts";
 
 /** What every part of the network driver works with. */
@@ -23,6 +24,8 @@ export interface DriverContext {
   metrics: Metrics;
   /** The address of the multi-host name resolver, when it runs (Join routes containers to it). */
   resolverAddress?: string;
+  /** Container names sent with RequestAddress, given to the endpoint with that address. */
+  addressNames?: AddressNames;
 }
 
 /** Lock key of one network: its requests run one at a time, other networks' beside them. */

@@ -85,6 +85,11 @@ export class Endpoints {
       };
       if (input.address !== undefined) endpoint.address = input.address;
       if (input.addressV6 !== undefined) endpoint.addressV6 = input.addressV6;
+      const name = this.#context.addressNames?.take(
+        input.address === undefined ? undefined : bareAddress(input.address),
+        input.addressV6 === undefined ? undefined : bareAddress(input.addressV6),
+      );
+      if (name !== undefined) endpoint.name = name;
       const veth = {
         hostName: hostVeth,
         peerName: peerVeth,

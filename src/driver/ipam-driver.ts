@@ -6,6 +6,7 @@ import type { IpPrefix } from "../ipam/prefix.ts";
 import { OptionKeys } from "../protocol/wire.ts";
 import { bareAddress, type ClusterNetworkRecord } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
+import type { AddressNames } from "./address-names.ts";
 
 /**
  * The IPAM driver: the pure allocator, with every change committed before it is answered.
@@ -23,6 +24,8 @@ export class IpamDriver {
   readonly #hostPrefixes: () => Promise<IpPrefix[]>;
   /** Whether the Docker that runs this plugin names the container in RequestAddress (29+). */
   readonly #dockerSendsNames: boolean;
+  /** Names sent with RequestAddress, for the network driver's CreateEndpoint. */
+  readonly #addressNames: AddressNames | undefined;
 
   constructor(deps: {
     state: StateManager;
@@ -31,12 +34,15 @@ export class IpamDriver {
     logger?: Logger;
     /** Docker 29 and later send the container's name with RequestAddress (default: true). */
     dockerSendsNames?: boolean;
+    /** Shared with the network driver, which gives each endpoint its container's name. */
+    addressNames?: AddressNames;
   }) {
     this.#state = deps.state;
     this.#hostPrefixes = deps.hostPrefixes;
     this.#cluster = deps.cluster;
     this.#logger = deps.logger;
     this.#dockerSendsNames = deps.dockerSendsNames ?? true;
+    this.#addressNames = deps.addressNames;
   }
 
   /** The multi-host network a pool belongs to, if any. */
@@ -86,7 +92,25 @@ export class IpamDriver {
     return this.#state.commit((_state, ipam) => ipam.releasePool(poolId));
   }
 
+  /**
+   * RequestAddress. The container's name, when Docker sends it (29 and later), is kept for
+   * the CreateEndpoint that brings the address ({@link AddressNames}).
+   */
   async requestAddress(input: {
+    poolId: string;
+    address?: string;
+    options?: Record<string, string> | null;
+  }): Promise<string> {
+    const allocated = await this.#allocate(input);
+    const rawName = input.options?.[OptionKeys.endpointName];
+    if (rawName !== undefined && this.#addressNames !== undefined) {
+      const name = validContainerName(rawName);
+      if (name !== undefined) this.#addressNames.remember(bareAddress(allocated), name);
+    }
+    return allocated;
+  }
+
+  async #allocate(input: {
     poolId: string;
     address?: string;
     options?: Record<string, string> | null;
@@ -230,6 +254,7 @@ export class IpamDriver {
 
   async releaseAddress(poolId: string, address: string): Promise<void> {
     const bare = bareAddress(address);
+    this.#addressNames?.forget(bare);
     // The VXLAN id when this was a static address taken cluster-wide, else undefined.
     const staticIn = await this.#state.commit((state, ipam) => {
       ipam.releaseAddress(poolId, address);
@@ -259,12 +284,18 @@ function parseSticky(value: string | undefined): boolean {
 
 /** A container name as Docker allows it (`[a-zA-Z0-9][a-zA-Z0-9_.-]*`), at most 255 bytes. */
 function parseContainerName(value: string): string {
-  const name = value.startsWith("/") ? value.slice(1) : value;
-  if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/.test(name))
+  const name = validContainerName(value);
+  if (name === undefined)
     throw badRequest(
       `container name ${JSON.stringify(value)} in RequestAddress is not a valid name`,
     );
   return name;
+}
+
+/** The name without Docker's leading slash, or undefined when it is no container name. */
+function validContainerName(value: string): string | undefined {
+  const name = value.startsWith("/") ? value.slice(1) : value;
+  return /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,254}$/.test(name) ? name : undefined;
 }
 
 function stickyNeedsNames(): SwitchyardError {

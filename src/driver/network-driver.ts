@@ -7,6 +7,7 @@ import { Metrics } from "../metrics/metrics.ts";
 import type { PortPublisher } from "../proxy/port-proxy.ts";
 import type { PortBinding } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
+import type { AddressNames } from "./address-names.ts";
 import { type DriverContext, PendingDeletions } from "./context.ts";
 import { type CreateEndpointInput, Endpoints, type JoinResult } from "./endpoints.ts";
 import { KeyedLocks } from "./locks.ts";
@@ -38,6 +39,8 @@ export class NetworkDriver {
     metrics?: Metrics;
     /** The multi-host name resolver's address, when it runs. */
     resolverAddress?: string;
+    /** Shared with the IPAM driver: the container names Docker 29 sends with RequestAddress. */
+    addressNames?: AddressNames;
   }) {
     const context: DriverContext = {
       state: deps.state,
@@ -50,6 +53,7 @@ export class NetworkDriver {
       deletions: new PendingDeletions(deps.logger),
       metrics: deps.metrics ?? new Metrics(),
       ...(deps.resolverAddress === undefined ? {} : { resolverAddress: deps.resolverAddress }),
+      ...(deps.addressNames === undefined ? {} : { addressNames: deps.addressNames }),
     };
     this.#overlay = new Overlay(context);
     this.#networks = new Networks(context, this.#overlay);

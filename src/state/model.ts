@@ -86,6 +86,11 @@ export interface EndpointRecord {
    */
   sandbox?: string;
   resolverRoute?: number;
+  /**
+   * The container's name, as Docker 29 and later send it with RequestAddress
+   * (`com.docker.network.endpoint.name`); what names across hosts publish without the Docker API.
+   */
+  name?: string;
 }
 
 /** Everything Switchyard knows; persisted as one document. */

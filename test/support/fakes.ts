@@ -8,6 +8,7 @@ import type {
   VethSpec,
   VxlanSpec,
 } from "../../src/datapath/datapath.ts";
+import { AddressNames } from "../../src/driver/address-names.ts";
 import { IpamDriver } from "../../src/driver/ipam-driver.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { type Firewall, NoFirewall } from "../../src/firewall/firewall.ts";
@@ -165,8 +166,10 @@ export async function buildTestApp(
     pools: () => state.ipam.pools(),
     version: "0.0.0-test",
   });
+  const addressNames = new AddressNames();
   const network = new NetworkDriver({
     state,
+    addressNames,
     datapath: host.datapath ?? datapath,
     firewall: host.firewall ?? firewall,
     publisher,
@@ -177,6 +180,7 @@ export async function buildTestApp(
   });
   const ipam = new IpamDriver({
     state,
+    addressNames,
     hostPrefixes: () => datapath.hostPrefixes(),
     ...(host.cluster === undefined ? {} : { cluster: host.cluster }),
     ...(host.dockerSendsNames === undefined ? {} : { dockerSendsNames: host.dockerSendsNames }),

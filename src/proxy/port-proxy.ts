@@ -52,6 +52,8 @@ export interface Relay<Listener> {
 }
 
 const UDP_IDLE_MS = 90_000;
+/** Datagrams a new flow holds while its socket connects (a tick); more are dropped. */
+const UDP_CONNECT_QUEUE = 64;
 /** A flood above a cap would otherwise log one line per refused packet. */
 const CAP_WARNING_INTERVAL_MS = 5_000;
 
@@ -141,7 +143,11 @@ export async function openUdpRelay(
   const context = { published: `${at.host}:${at.port}/udp`, target };
   const socket = createSocket({ type: "udp4" });
   // One upstream socket per client, so replies find their way back to the right client.
-  const flows = new Map<string, { upstream: UdpSocket; idle: NodeJS.Timeout }>();
+  // `queued` holds what the client sent before its socket was connected; undefined once it is.
+  const flows = new Map<
+    string,
+    { upstream: UdpSocket; idle: NodeJS.Timeout; queued: Buffer[] | undefined }
+  >();
   const warnRefused = capWarning(
     logger,
     { ...context, maxUdpFlows: limits.maxUdpFlows },
@@ -156,13 +162,25 @@ export async function openUdpRelay(
   };
   const startFlow = (key: string, client: RemoteInfo) => {
     const upstream = createSocket({ type: "udp4" });
+    const flow = {
+      upstream,
+      idle: setTimeout(() => endFlow(key), UDP_IDLE_MS),
+      queued: [] as Buffer[] | undefined,
+    };
     upstream.on("message", (reply) => socket.send(reply, client.port, client.address));
-    // Without this listener a failed send would be thrown; the flow is rebuilt on the next datagram.
+    // Without this listener a failed send would be thrown; the flow is rebuilt on the next
+    // datagram. A connected socket also hears the target's ICMP errors (ECONNREFUSED) here.
     upstream.on("error", (error) => {
       logger.debug({ ...context, err: error }, "proxy upstream failed");
       endFlow(key);
     });
-    const flow = { upstream, idle: setTimeout(() => endFlow(key), UDP_IDLE_MS) };
+    // Connected, the kernel delivers to this socket only what the target sends: anyone else
+    // who can reach its ephemeral port cannot inject datagrams into the client's flow.
+    upstream.connect(target.port, target.address, () => {
+      const queued = flow.queued ?? [];
+      flow.queued = undefined;
+      for (const message of queued) upstream.send(message);
+    });
     flows.set(key, flow);
     return flow;
   };
@@ -178,7 +196,8 @@ export async function openUdpRelay(
     } else {
       flow.idle.refresh();
     }
-    flow.upstream.send(message, target.port, target.address);
+    if (flow.queued === undefined) flow.upstream.send(message);
+    else if (flow.queued.length < UDP_CONNECT_QUEUE) flow.queued.push(message);
   });
   await bound(socket, (done) =>
     socket.bind({ address: at.host, port: at.port, exclusive: true }, done),

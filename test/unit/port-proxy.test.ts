@@ -282,6 +282,27 @@ describe("ProxyPublisher over UDP", () => {
     assert.equal(warnings.length, 1, "one rate-limited warning, not one per datagram");
   });
 
+  // Regression: the flow sockets were not connected, so anyone who could reach a flow's
+  // ephemeral port could inject datagrams that the relay passed on to the client.
+  it("delivers to the client only what the target sends to its flow", TIMEOUT, async () => {
+    const echo = await udpEchoServer();
+    const port = await freePort();
+    const { proxy } = publisher();
+    await proxy.open("owner", binding("udp", port), { address: LOCALHOST, port: echo.port });
+    const client = await udpClient();
+    assert.equal(await udpRoundTrip(client, port, "ping"), "ping");
+    const [flow] = echo.peers;
+    assert.ok(flow, "the relay sent from a flow socket");
+
+    const received: string[] = [];
+    client.on("message", (message) => received.push(message.toString()));
+    const intruder = await udpClient();
+    intruder.send("injected", flow.port, LOCALHOST);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.deepEqual(received, [], "a datagram from another source never reaches the client");
+    assert.equal(await udpRoundTrip(client, port, "still relayed"), "still relayed");
+  });
+
   it("closes every flow's upstream socket on close", TIMEOUT, async () => {
     const echo = await udpEchoServer();
     const port = await freePort();

@@ -2,6 +2,7 @@ import {
   addressFromReverseName,
   type DnsAnswer,
   type DnsQuestion,
+  RecordClass,
   RecordType,
 } from "../dns/message.ts";
 import { bareAddress, type StateDocument } from "../state/model.ts";
@@ -41,8 +42,11 @@ export function networksOfClient(state: Readonly<StateDocument>, client: string)
 
 /**
  * Answers a question Docker's embedded DNS forwarded because it does not know the name: the
- * containers of other hosts on the client's multi-host networks. A name it does not know
- * either is REFUSED, so Docker asks the next server of its `dns` setting (the upstream one).
+ * containers of other hosts on the client's multi-host networks, and their reverse names. A
+ * name it does not know either is REFUSED, so Docker asks the next server of its `dns` setting
+ * (the upstream one); so is any class but IN and a zone transfer (there is no zone). Another
+ * type of a name it knows is an empty NOERROR (NODATA), as an authoritative server answers:
+ * the name is this cluster's, and upstream would only say it does not exist.
  */
 export function answerQuestion(
   question: DnsQuestion,
@@ -50,23 +54,23 @@ export function answerQuestion(
   table: NameTable,
 ): DnsAnswer {
   const refused: DnsAnswer = { rcode: "REFUSED" };
-  if (question.class !== 1 || vnis.length === 0) return refused;
-  if (question.type === RecordType.PTR) {
-    const address = addressFromReverseName(question.name);
-    const name = address === undefined ? undefined : table.nameOf(vnis, address);
-    if (name === undefined) return refused;
+  const { type } = question;
+  if (question.class !== RecordClass.IN || vnis.length === 0) return refused;
+  if (type === RecordType.AXFR || type === RecordType.IXFR) return refused;
+  const address = addressFromReverseName(question.name);
+  const reverse = address === undefined ? undefined : table.nameOf(vnis, address);
+  if (reverse !== undefined) {
+    if (type !== RecordType.PTR && type !== RecordType.ANY) return noData;
     return {
       rcode: "NOERROR",
       authoritative: true,
-      records: [{ type: "PTR", target: name, ttl: ANSWER_TTL }],
+      records: [{ type: "PTR", target: reverse, ttl: ANSWER_TTL }],
     };
   }
   if (!table.has(vnis, question.name)) return refused;
   // Multi-host networks are IPv4 only: other types of a known name are empty, as Docker
   // answers AAAA for a container without IPv6.
-  if (question.type !== RecordType.A && question.type !== RecordType.ANY) {
-    return { rcode: "NOERROR", authoritative: true, records: [] };
-  }
+  if (type !== RecordType.A && type !== RecordType.ANY) return noData;
   return {
     rcode: "NOERROR",
     authoritative: true,
@@ -75,3 +79,6 @@ export function answerQuestion(
       .map((address) => ({ type: "A" as const, address, ttl: ANSWER_TTL })),
   };
 }
+
+/** An empty answer for a name that exists (RFC 2308 §2.2 NODATA). */
+const noData: DnsAnswer = { rcode: "NOERROR", authoritative: true, records: [] };

@@ -4,8 +4,19 @@ import { formatAddress, parseAddress, tryParseAddress } from "../ipam/prefix.ts"
 // RFC 1035 wire format, only as much as a responder for its own names needs: one question in,
 // A/AAAA/PTR answers out. Pure: no sockets, clock or randomness.
 
-/** Record types (QTYPE values) this responder knows; OPT marks an EDNS query (RFC 6891). */
-export const RecordType = { A: 1, PTR: 12, AAAA: 28, OPT: 41, ANY: 255 } as const;
+/**
+ * Record types (QTYPE values) this responder knows; OPT marks an EDNS query (RFC 6891), IXFR
+ * and AXFR ask for a zone transfer.
+ */
+export const RecordType = {
+  A: 1,
+  PTR: 12,
+  AAAA: 28,
+  OPT: 41,
+  IXFR: 251,
+  AXFR: 252,
+  ANY: 255,
+} as const;
 /** Record classes; only IN is served. */
 export const RecordClass = { IN: 1 } as const;
 
@@ -23,15 +34,19 @@ const OPT_RECORD_BYTES = 11;
  */
 export const EDNS_MAX_BYTES = 1232;
 
-/** Response codes this responder sends. */
-export type Rcode = "NOERROR" | "FORMERR" | "SERVFAIL" | "NXDOMAIN" | "NOTIMP" | "REFUSED";
+/**
+ * Response codes this responder sends. FORMERR and NOTIMP are left out on purpose: Docker's
+ * embedded DNS goes on to the next server of its `dns` setting only on REFUSED or SERVFAIL
+ * (moby `libnetwork/resolver.go`, forwardExtDNS) and glibc never on FORMERR, so either would
+ * end a lookup this responder merely does not serve. NXDOMAIN would end it too, and is never
+ * sent: a name unknown here may well exist upstream.
+ */
+export type Rcode = "NOERROR" | "SERVFAIL" | "NXDOMAIN" | "REFUSED";
 
 const RCODE_VALUES: Record<Rcode, number> = {
   NOERROR: 0,
-  FORMERR: 1,
   SERVFAIL: 2,
   NXDOMAIN: 3,
-  NOTIMP: 4,
   REFUSED: 5,
 };
 
@@ -57,10 +72,28 @@ export interface DnsQuery {
   udpPayloadSize: number;
 }
 
-/** The outcome of {@link parseQuery}: a query, or the error to answer (no id: drop the packet). */
+/**
+ * What a reply repeats of the packet it answers: a whole {@link DnsQuery}, or as much of a
+ * refused packet as could be read. Records need the question (their owner name points at it).
+ */
+export interface QueryEcho {
+  id: number;
+  opcode?: number;
+  recursionDesired?: boolean;
+  /** The question section exactly as received; without it a reply is a header only. */
+  rawQuestion?: Uint8Array;
+  hasEdns?: boolean;
+}
+
+/**
+ * The outcome of {@link parseQuery}: a query to resolve, or a packet not served. Such a packet
+ * is answered REFUSED when it has a query's header (`refusal`), so the client asks its next
+ * server at once instead of after a timeout; the reply is never longer than the packet, so it
+ * amplifies nothing. Without a header, or with QR set (a response), it is dropped.
+ */
 export type ParsedQuery =
   | { ok: true; query: DnsQuery }
-  | { ok: false; id: number | undefined; rcode: "FORMERR" | "NOTIMP" };
+  | { ok: false; reason: string; refusal?: QueryEcho };
 
 /** One answer record; the owner name is always the question's. */
 export type DnsRecord =
@@ -90,18 +123,15 @@ const OPCODE_SHIFT = 11;
 const OPCODE_MASK = 0xf;
 const OPCODE_QUERY = 0;
 
-const formErr = (id: number): ParsedQuery => ({ ok: false, id, rcode: "FORMERR" });
-
 const readUint16 = (bytes: Uint8Array, offset: number): number =>
   ((bytes[offset] ?? 0) << 8) | (bytes[offset + 1] ?? 0);
 
 /**
- * Reads an uncompressed name at `offset`; returns the name and the offset after it, or
- * undefined when it runs past the end, uses a pointer or extended label type, is too long or
- * holds a byte outside printable ASCII or a "." inside a label.
+ * The offset just after an uncompressed name at `offset`, or undefined when it runs past the
+ * end, uses a pointer or an extended label type, or is longer than 255 bytes. Only the
+ * bounds: what the labels hold is {@link nameText}'s business.
  */
-function readName(packet: Uint8Array, offset: number): { name: string; end: number } | undefined {
-  const labels: string[] = [];
+function nameEnd(packet: Uint8Array, offset: number): number | undefined {
   let at = offset;
   for (;;) {
     if (at >= packet.length) return undefined;
@@ -109,24 +139,34 @@ function readName(packet: Uint8Array, offset: number): { name: string; end: numb
     // 0xC0 is a compression pointer, 0x40/0x80 are extended label types (RFC 6891 §5): a
     // question is the first name in a message, so there is nothing for a pointer to point to.
     if (length > MAX_LABEL_BYTES) return undefined;
-    at += 1;
-    if (length === 0) break;
-    if (at + length > packet.length) return undefined;
+    at += 1 + length;
+    if (at - offset > MAX_NAME_BYTES || at > packet.length) return undefined;
+    if (length === 0) return at;
+  }
+}
+
+/**
+ * The text of the name between `offset` and `end` (bounds from {@link nameEnd}): labels
+ * lower-cased and joined by "."; undefined when a label holds a byte outside printable ASCII
+ * or a "." (the text could then stand for another name).
+ */
+function nameText(packet: Uint8Array, offset: number, end: number): string | undefined {
+  const labels: string[] = [];
+  for (let at = offset; at < end - 1; ) {
+    const length = packet[at] ?? 0;
     let label = "";
-    for (let i = at; i < at + length; i++) {
+    for (let i = at + 1; i <= at + length; i++) {
       const byte = packet[i] ?? 0;
       if (byte < 0x21 || byte > 0x7e || byte === 0x2e) return undefined;
       label += String.fromCharCode(byte);
     }
     labels.push(label.toLowerCase());
-    at += length;
-    if (at - offset > MAX_NAME_BYTES) return undefined;
+    at += 1 + length;
   }
-  if (at - offset > MAX_NAME_BYTES) return undefined;
-  return { name: labels.join("."), end: at };
+  return labels.join(".");
 }
 
-/** What the additional section says: EDNS or not, or malformed (FORMERR). */
+/** What the additional section says: EDNS or not, or undefined when it is malformed. */
 function readAdditional(
   packet: Uint8Array,
   offset: number,
@@ -145,38 +185,57 @@ function readAdditional(
   return { hasEdns: true, udpPayloadSize: Math.max(UDP_MAX_BYTES, advertised) };
 }
 
-/** Decodes and checks a query; never throws and never reads past the end of `packet`. */
+/**
+ * Decodes and checks a query; never throws and never reads past the end of `packet`. Only a
+ * plain QUERY with one question whose name is printable ASCII is served; anything else with a
+ * query's header is refused, echoing the question when its bounds can be read.
+ */
 export function parseQuery(packet: Uint8Array): ParsedQuery {
-  if (packet.length < HEADER_BYTES) return { ok: false, id: undefined, rcode: "FORMERR" };
+  if (packet.length < HEADER_BYTES) return { ok: false, reason: "shorter than a DNS header" };
   const id = readUint16(packet, 0);
   const flags = readUint16(packet, 2);
   // A response sent to us is never answered: two responders could otherwise bounce forever.
-  if ((flags & FLAG_QR) !== 0) return { ok: false, id: undefined, rcode: "FORMERR" };
+  if ((flags & FLAG_QR) !== 0) return { ok: false, reason: "a response, not a query" };
   const opcode = (flags >> OPCODE_SHIFT) & OPCODE_MASK;
-  if (opcode !== OPCODE_QUERY) return { ok: false, id, rcode: "NOTIMP" };
+  const recursionDesired = (flags & FLAG_RD) !== 0;
   const questions = readUint16(packet, 4);
-  const answers = readUint16(packet, 6);
-  const authorities = readUint16(packet, 8);
+  const end = questions === 1 ? nameEnd(packet, HEADER_BYTES) : undefined;
+  const questionEnd = end !== undefined && end + 4 <= packet.length ? end + 4 : undefined;
+  // A copy: a Buffer's subarray would keep the whole receive buffer alive and mutable.
+  const rawQuestion =
+    questionEnd === undefined
+      ? undefined
+      : new Uint8Array(packet.subarray(HEADER_BYTES, questionEnd));
+  const refuse = (reason: string): ParsedQuery => ({
+    ok: false,
+    reason,
+    refusal: {
+      id,
+      opcode,
+      recursionDesired,
+      ...(rawQuestion === undefined ? {} : { rawQuestion }),
+    },
+  });
+  if (opcode !== OPCODE_QUERY) return refuse(`opcode ${opcode}, not QUERY`);
+  if (questions !== 1) return refuse(`${questions} questions`);
+  if (readUint16(packet, 6) !== 0 || readUint16(packet, 8) !== 0)
+    return refuse("records in the answer or authority section");
   const additionals = readUint16(packet, 10);
-  if (questions !== 1 || answers !== 0 || authorities !== 0 || additionals > 1) return formErr(id);
-  const name = readName(packet, HEADER_BYTES);
-  if (name === undefined || name.end + 4 > packet.length) return formErr(id);
-  const questionEnd = name.end + 4;
+  if (additionals > 1) return refuse(`${additionals} additional records`);
+  if (end === undefined || questionEnd === undefined || rawQuestion === undefined)
+    return refuse("a question cut short, or a compressed, extended or over-long name");
+  const name = nameText(packet, HEADER_BYTES, end);
+  if (name === undefined) return refuse("a name with a byte outside printable ASCII");
   const additional = readAdditional(packet, questionEnd, additionals);
-  if (additional === undefined) return formErr(id);
+  if (additional === undefined) return refuse("a malformed additional record");
   return {
     ok: true,
     query: {
       id,
-      recursionDesired: (flags & FLAG_RD) !== 0,
+      recursionDesired,
       opcode,
-      question: {
-        name: name.name,
-        type: readUint16(packet, name.end),
-        class: readUint16(packet, name.end + 2),
-      },
-      // A copy: a Buffer's subarray would keep the whole receive buffer alive and mutable.
-      rawQuestion: new Uint8Array(packet.subarray(HEADER_BYTES, questionEnd)),
+      question: { name, type: readUint16(packet, end), class: readUint16(packet, end + 2) },
+      rawQuestion,
       ...additional,
     },
   };
@@ -238,20 +297,20 @@ function encodeRecord(record: DnsRecord): Uint8Array {
 }
 
 /**
- * Encodes a reply: QR set, RD copied, RA clear, the question echoed when known. Records need
- * the question (their owner name points at it), so a reply to a bare `{ id }` carries none.
- * Throws (Internal) when a record holds an address or name that cannot be encoded.
+ * Encodes a reply: QR set, opcode and RD copied, RA clear, the question echoed when known.
+ * Records need the question (their owner name points at it), so a reply to an echo without
+ * one carries none. Throws (Internal) when a record holds an address or name that cannot be
+ * encoded.
  */
 export function buildResponse(
-  query: DnsQuery | { id: number },
+  query: QueryEcho,
   answer: DnsAnswer,
   options: BuildOptions = {},
 ): Uint8Array {
-  const full = "rawQuestion" in query ? query : undefined;
-  const question = full?.rawQuestion ?? new Uint8Array(0);
-  const records = full === undefined ? [] : (answer.records ?? []).map(encodeRecord);
+  const question = query.rawQuestion ?? new Uint8Array(0);
+  const records = query.rawQuestion === undefined ? [] : (answer.records ?? []).map(encodeRecord);
   // RFC 6891 §7: a responder answers an OPT record with one of its own.
-  const edns = full?.hasEdns === true;
+  const edns = query.hasEdns === true;
   const maxBytes = options.maxBytes ?? Number.POSITIVE_INFINITY;
   let length = HEADER_BYTES + question.length + (edns ? OPT_RECORD_BYTES : 0);
   let included = 0;
@@ -265,13 +324,15 @@ export function buildResponse(
   const bytes = new Uint8Array(length);
   const view = new DataView(bytes.buffer);
   let flags =
-    FLAG_QR | ((full?.opcode ?? OPCODE_QUERY) << OPCODE_SHIFT) | RCODE_VALUES[answer.rcode];
+    FLAG_QR |
+    (((query.opcode ?? OPCODE_QUERY) & OPCODE_MASK) << OPCODE_SHIFT) |
+    RCODE_VALUES[answer.rcode];
   if (answer.authoritative === true) flags |= FLAG_AA;
   if (truncated) flags |= FLAG_TC;
-  if (full?.recursionDesired === true) flags |= FLAG_RD;
+  if (query.recursionDesired === true) flags |= FLAG_RD;
   view.setUint16(0, query.id);
   view.setUint16(2, flags);
-  view.setUint16(4, full === undefined ? 0 : 1);
+  view.setUint16(4, query.rawQuestion === undefined ? 0 : 1);
   view.setUint16(6, included);
   view.setUint16(8, 0);
   view.setUint16(10, edns ? 1 : 0);

@@ -231,13 +231,14 @@ export class DnsServer {
         {
           client: client.address,
           transport,
-          rcode: parsed.id === undefined ? "dropped" : parsed.rcode,
+          reason: parsed.reason,
+          rcode: parsed.refusal === undefined ? "dropped" : "REFUSED",
         },
-        "DNS query malformed",
+        "DNS query not served",
       );
-      return parsed.id === undefined
+      return parsed.refusal === undefined
         ? undefined
-        : buildResponse({ id: parsed.id }, { rcode: parsed.rcode });
+        : buildResponse(parsed.refusal, { rcode: "REFUSED" });
     }
     const { query } = parsed;
     const maxBytes =

@@ -155,9 +155,18 @@ describe("parseQuery", TIMEOUT, () => {
     assert.equal(query.hasEdns, false);
   });
 
-  it("answers FORMERR with the id for every malformed query whose header is whole", TIMEOUT, () => {
+  // Regression: FORMERR made Docker's embedded DNS (and glibc) give up on the lookup instead
+  // of asking the next server of the `dns` setting.
+  it("refuses, with its id, every query it does not serve whose header is whole", TIMEOUT, () => {
     const long = "a".repeat(63);
-    const cases: [what: string, packet: Uint8Array][] = [
+    const refusal = (packet: Uint8Array, questionEnd?: number) => ({
+      id: 0x1234,
+      opcode: 0,
+      recursionDesired: true,
+      ...(questionEnd === undefined ? {} : { rawQuestion: packet.slice(12, questionEnd) }),
+    });
+    // [what, packet, where the echoed question ends (none when its bounds cannot be read)]
+    const cases: [what: string, packet: Uint8Array, questionEnd?: number][] = [
       [
         "two questions",
         queryBytes({
@@ -182,23 +191,49 @@ describe("parseQuery", TIMEOUT, () => {
         "a name of 321 bytes",
         queryBytes({ question: questionBytes([long, long, long, long, long]) }),
       ],
-      ["a dot inside a label", queryBytes({ question: questionBytes(["we.b1"]) })],
-      ["a space inside a label", queryBytes({ question: questionBytes(["we b1"]) })],
-      ["a control byte inside a label", queryBytes({ question: questionBytes(["web\n1"]) })],
-      ["a byte above ASCII", queryBytes({ question: questionBytes(["w\u00e9b1"]) })],
-      ["ANCOUNT 1", queryBytes({ counts: [1, 1, 0, 0] })],
-      ["NSCOUNT 1", queryBytes({ counts: [1, 0, 1, 0] })],
+      ["a dot inside a label", queryBytes({ question: questionBytes(["we.b1"]) }), 23],
+      ["a space inside a label", queryBytes({ question: questionBytes(["we b1"]) }), 23],
+      ["a control byte inside a label", queryBytes({ question: questionBytes(["web\n1"]) }), 23],
+      ["a byte above ASCII", queryBytes({ question: questionBytes(["w\u00e9b1"]) }), 23],
+      ["ANCOUNT 1", queryBytes({ counts: [1, 1, 0, 0] }), 22],
+      ["NSCOUNT 1", queryBytes({ counts: [1, 0, 1, 0] }), 22],
       [
         "ARCOUNT 2",
         queryBytes({ counts: [1, 0, 0, 2], tail: [...optRecord(1232), ...optRecord(1232)] }),
+        22,
       ],
-      ["an OPT record cut short", queryBytes({ tail: optRecord(1232).slice(0, 7) })],
-      ["OPT data past the end", queryBytes({ tail: [0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 9, 1] })],
+      ["an OPT record cut short", queryBytes({ tail: optRecord(1232).slice(0, 7) }), 22],
+      ["OPT data past the end", queryBytes({ tail: [0, 0, 41, 4, 208, 0, 0, 0, 0, 0, 9, 1] }), 22],
     ];
-    for (const [what, packet] of cases) {
-      assert.deepEqual(parseQuery(packet), { ok: false, id: 0x1234, rcode: "FORMERR" }, what);
+    for (const [what, packet, questionEnd] of cases) {
+      const result = parseQuery(packet);
+      assert.equal(result.ok, false, what);
+      if (result.ok) continue;
+      assert.deepEqual(result.refusal, refusal(packet, questionEnd), what);
+      assert.ok(result.reason.length > 0, what);
+      // The reply is REFUSED and never longer than what it answers: it amplifies nothing.
+      const reply = buildResponse(result.refusal ?? { id: 0 }, { rcode: "REFUSED" });
+      assert.equal((reply[3] ?? 0) & 0xf, 5, what);
+      assert.ok(reply.length <= packet.length, what);
     }
   });
+
+  it(
+    "echoes the question, opcode and RD of a refused query with a readable question",
+    TIMEOUT,
+    () => {
+      const packet = queryBytes({ question: questionBytes(["W\u00e9b1"], RecordType.AAAA) });
+      const result = parseQuery(packet);
+      assert.ok(!result.ok && result.refusal !== undefined);
+      const reply = decodeReply(buildResponse(result.refusal, { rcode: "REFUSED" }), 10);
+      assert.deepEqual(
+        [reply.id, reply.qr, reply.opcode, reply.rd, reply.aa, reply.rcode],
+        [0x1234, true, 0, true, false, 5],
+      );
+      assert.deepEqual(reply.counts, [1, 0, 0, 0]);
+      assert.deepEqual([...reply.question], [...packet.slice(12)]);
+    },
+  );
 
   it("accepts a name of exactly 255 bytes", TIMEOUT, () => {
     const long = "a".repeat(63);
@@ -210,37 +245,39 @@ describe("parseQuery", TIMEOUT, () => {
 
   it("drops a header cut short: there is no id to answer", TIMEOUT, () => {
     for (let length = 0; length < 12; length++) {
-      assert.deepEqual(parseQuery(queryBytes().slice(0, length)), {
-        ok: false,
-        id: undefined,
-        rcode: "FORMERR",
-      });
+      const result = parseQuery(queryBytes().slice(0, length));
+      assert.ok(!result.ok && result.refusal === undefined, `length ${length}`);
     }
   });
 
-  it("fails every cut of a valid query without reading past the end", TIMEOUT, () => {
+  it("serves no cut of a valid query and never reads past the end", TIMEOUT, () => {
     const whole = queryBytes({ tail: optRecord(1232) });
     for (let length = 12; length < whole.length; length++) {
       const result = parseQuery(whole.slice(0, length));
       assert.equal(result.ok, false, `cut at ${length}`);
+      if (!result.ok) assert.equal(result.refusal?.id, 0x1234, `cut at ${length}`);
     }
   });
 
   it("drops a response (QR set) so two responders never bounce answers", TIMEOUT, () => {
-    assert.deepEqual(parseQuery(queryBytes({ flags: 0x8100 })), {
-      ok: false,
-      id: undefined,
-      rcode: "FORMERR",
-    });
+    const result = parseQuery(queryBytes({ flags: 0x8100 }));
+    assert.ok(!result.ok && result.refusal === undefined);
   });
 
-  it("answers NOTIMP to opcodes other than QUERY", TIMEOUT, () => {
+  // Regression: NOTIMP ended the lookup in Docker's embedded DNS instead of moving on.
+  it("refuses opcodes other than QUERY, echoing the opcode", TIMEOUT, () => {
     for (const opcode of [1, 2, 4, 5, 15]) {
-      assert.deepEqual(parseQuery(queryBytes({ flags: opcode << 11 })), {
-        ok: false,
+      const packet = queryBytes({ flags: opcode << 11 });
+      const result = parseQuery(packet);
+      assert.ok(!result.ok, `opcode ${opcode}`);
+      assert.deepEqual(result.refusal, {
         id: 0x1234,
-        rcode: "NOTIMP",
+        opcode,
+        recursionDesired: false,
+        rawQuestion: packet.slice(12),
       });
+      const reply = decodeReply(buildResponse(result.refusal, { rcode: "REFUSED" }), 10);
+      assert.deepEqual([reply.opcode, reply.rcode, reply.counts[0]], [opcode, 5, 1]);
     }
   });
 });
@@ -319,15 +356,16 @@ describe("buildResponse", TIMEOUT, () => {
     const reply = decodeReply(buildResponse(query, { rcode: "REFUSED" }), query.rawQuestion.length);
     assert.deepEqual([reply.qr, reply.rd, reply.aa, reply.rcode], [true, false, false, 5]);
     assert.deepEqual(reply.counts, [1, 0, 0, 0]);
-    const codes = ["NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN", "NOTIMP", "REFUSED"] as const;
-    codes.forEach((rcode, value) => {
-      assert.equal(decodeReply(buildResponse(query, { rcode }), 0).rcode, value, rcode);
-    });
+    const codes = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
+    for (const [rcode, value] of Object.entries(codes)) {
+      const bytes = buildResponse(query, { rcode: rcode as keyof typeof codes });
+      assert.equal(decodeReply(bytes, 0).rcode, value, rcode);
+    }
   });
 
   it("answers a bare id with a header only", TIMEOUT, () => {
-    const bytes = buildResponse({ id: 0x4321 }, { rcode: "FORMERR" });
-    assert.deepEqual([...bytes], [0x43, 0x21, 0x80, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]);
+    const bytes = buildResponse({ id: 0x4321 }, { rcode: "REFUSED" });
+    assert.deepEqual([...bytes], [0x43, 0x21, 0x80, 0x05, 0, 0, 0, 0, 0, 0, 0, 0]);
   });
 
   it("leaves out records that do not fit in maxBytes and sets TC", TIMEOUT, () => {
@@ -374,7 +412,13 @@ describe("parseQuery fuzzing", TIMEOUT, () => {
   /** Checks what must hold for any input: no throw, and a valid result stays inside the packet. */
   function check(packet: Uint8Array): void {
     const result = parseQuery(packet);
-    if (!result.ok) return;
+    if (!result.ok) {
+      // A refusal is never longer than what it answers, and never answers a response.
+      if (result.refusal === undefined) return;
+      assert.ok(buildResponse(result.refusal, { rcode: "REFUSED" }).length <= packet.length);
+      assert.equal((packet[2] ?? 0) & 0x80, 0);
+      return;
+    }
     const { query } = result;
     assert.ok(12 + query.rawQuestion.length <= packet.length);
     assert.ok(query.question.name.length <= 253);

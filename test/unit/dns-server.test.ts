@@ -195,20 +195,33 @@ describe("DnsServer", TIMEOUT, () => {
     },
   );
 
-  it("answers a malformed UDP query with FORMERR and its id", TIMEOUT, async () => {
-    // QDCOUNT 1, but the packet ends after the header.
-    const reply = await udpExchange(
-      server.port,
-      Buffer.from([0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
-    );
-    assert.deepEqual(decodeReply(reply), {
-      id: 0xabcd,
-      qr: true,
-      tc: false,
-      rcode: 1,
-      answers: [],
-    });
-  });
+  // Regression: FORMERR and NOTIMP ended the lookup in Docker's embedded DNS and glibc, which
+  // go on to the next server of the `dns` setting only on REFUSED (or SERVFAIL).
+  it(
+    "refuses a malformed UDP query with its id, and an opcode other than QUERY",
+    TIMEOUT,
+    async () => {
+      // QDCOUNT 1, but the packet ends after the header.
+      const reply = await udpExchange(
+        server.port,
+        Buffer.from([0xab, 0xcd, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0]),
+      );
+      assert.deepEqual(decodeReply(reply), {
+        id: 0xabcd,
+        qr: true,
+        tc: false,
+        rcode: 5,
+        answers: [],
+      });
+      // NOTIFY (opcode 4) for web1: refused, opcode and question echoed.
+      const notify = queryBytes(0x0102, "web1", 1);
+      notify[2] = 4 << 3;
+      const refused = await udpExchange(server.port, notify);
+      assert.equal(decodeReply(refused).rcode, 5);
+      assert.equal(((refused[2] ?? 0) >> 3) & 0xf, 4);
+      assert.deepEqual([...refused.subarray(12)], [...notify.subarray(12)]);
+    },
+  );
 
   it("truncates a UDP reply to 512 bytes and sets TC", TIMEOUT, async () => {
     const reply = await udpExchange(server.port, queryBytes(7, "many", 1));

@@ -29,6 +29,8 @@ const RENEW_BACKOFF_CAP_MS = 10_000;
 const WATCH_IDLE_MS = 30_000;
 /** Compare-and-swap attempts that may lose to other hosts' writes before a call gives up. */
 const TXN_ATTEMPTS = 20;
+/** How long resume() waits before trying again to re-join a network. */
+const REJOIN_DELAY_MS = 2_000;
 
 /** What every host of a multi-host network must agree on. */
 export interface ClusterNetworkConfig {
@@ -65,6 +67,21 @@ export interface OwnedClaims {
 export function renewalDelay(failures: number): number {
   if (failures <= 0) return (LEASE_TTL_SECONDS * 1000) / 3;
   return Math.min(RENEW_BACKOFF_CAP_MS, 250 * 2 ** Math.min(failures - 1, 16));
+}
+
+/**
+ * How long to wait before trying again background work etcd refused (a pending leave, a
+ * names update): 250 ms doubling up to 10 s after `failures` failed tries.
+ */
+export function retryDelay(failures: number): number {
+  return Math.min(RENEW_BACKOFF_CAP_MS, 250 * 2 ** Math.min(Math.max(failures, 1) - 1, 16));
+}
+
+/** A leave etcd has not taken yet: the try in flight, and the timer of the next one. */
+interface PendingLeave {
+  attempt: Promise<void> | undefined;
+  timer: NodeJS.Timeout | undefined;
+  failures: number;
 }
 
 /** A compare that holds while the key (or every key with the prefix) does not exist. */
@@ -109,8 +126,19 @@ export class ClusterService {
     number,
     { answered: Set<string>; claiming: Map<string, number> }
   >();
+  /**
+   * Joins under way, per network: a leave waits for them, and the lease is never dropped
+   * while one may be registering on it.
+   */
+  readonly #joinsInFlight = new Map<number, Set<Promise<void>>>();
+  /** Leaves etcd did not take, retried in the background until it does. */
+  readonly #pendingLeaves = new Map<number, PendingLeave>();
+  /** resume()'s re-joins still to succeed, per network: leaving the network calls one off. */
+  readonly #rejoins = new Map<number, { timer: NodeJS.Timeout | undefined }>();
   readonly #ownedClaims: (vni: number) => OwnedClaims;
   readonly #renewalDelay: (failures: number) => number;
+  readonly #retryDelay: (failures: number) => number;
+  readonly #rejoinDelayMs: number;
   readonly #watchIdleMs: number;
   /** The grant in flight or done, shared so networks joined at once get one lease. */
   #lease: Promise<string> | undefined;
@@ -135,9 +163,11 @@ export class ClusterService {
     onNames?: (vni: number, names: PublishedName[]) => void;
     /** What the local state holds in a network, to claim again after a restart or a lost lease. */
     ownedClaims?: (vni: number) => OwnedClaims;
-    /** Tests shorten the renewal timer and the watch's idle limit. */
+    /** Tests shorten the renewal timer, the watch's idle limit and the retries' waits. */
     renewalDelay?: (failures: number) => number;
     watchIdleMs?: number;
+    retryDelay?: (failures: number) => number;
+    rejoinDelayMs?: number;
   }) {
     this.#kv = deps.kv;
     this.#logger = deps.logger;
@@ -147,6 +177,8 @@ export class ClusterService {
     this.#onNames = deps.onNames ?? (() => {});
     this.#ownedClaims = deps.ownedClaims ?? (() => ({ blocks: [], statics: [] }));
     this.#renewalDelay = deps.renewalDelay ?? renewalDelay;
+    this.#retryDelay = deps.retryDelay ?? retryDelay;
+    this.#rejoinDelayMs = deps.rejoinDelayMs ?? REJOIN_DELAY_MS;
     this.#watchIdleMs = deps.watchIdleMs ?? WATCH_IDLE_MS;
   }
 
@@ -160,13 +192,34 @@ export class ClusterService {
    * again what the local state says this host holds, and starts following the other hosts.
    * `fresh`: the network is being created here, so the local state holds nothing of it and
    * any block or static address etcd still gives this host is a leftover of a leave that
-   * failed (etcd away): those are given back.
+   * failed (etcd away, or this process restarted before its retry succeeded): those are given
+   * back. A leave of the network still pending here is called off first.
    */
   async joinNetwork(
     vni: number,
     config: ClusterNetworkConfig,
     options: { fresh?: boolean } = {},
   ): Promise<void> {
+    const join = this.#join(vni, config, options);
+    let joins = this.#joinsInFlight.get(vni);
+    if (joins === undefined) {
+      joins = new Set();
+      this.#joinsInFlight.set(vni, joins);
+    }
+    joins.add(join);
+    try {
+      await join;
+    } finally {
+      joins.delete(join);
+      if (joins.size === 0) this.#joinsInFlight.delete(vni);
+      // A failed join that was all that held the lease gives it back.
+      await this.#dropLeaseIfIdle();
+    }
+  }
+
+  async #join(vni: number, config: ClusterNetworkConfig, options: { fresh?: boolean }) {
+    // A pending leave would undo this join: called off, after its try in flight (if any).
+    await this.#callOffLeave(vni);
     const blockLength = await this.#register(vni, config);
     this.#joined.set(vni, { config, blockLength });
     this.#follow(vni);
@@ -178,21 +231,94 @@ export class ClusterService {
    * Leaves a multi-host network: drops this host's registration, blocks and static addresses
    * in one transaction. When nothing of any other host is left (no registration, and no block
    * or static address of a host that is down) the same transaction clears the network; it
-   * fails, and is retried, if another host wrote to the network since it was read.
+   * fails, and is tried again, if another host wrote to the network since it was read. A
+   * re-join of {@link resume} still retrying is called off, and one in flight awaited.
+   *
+   * Rejects when etcd did not take the leave (away, or other hosts kept changing the network);
+   * the leave then stays pending ({@link leavesPending}) and is retried in the background, with
+   * backoff, until it succeeds, the network is joined again here, or {@link stop}; the lease is
+   * kept alive meanwhile. The caller has nothing to undo or retry: the rejection is for its log.
    */
   async leaveNetwork(vni: number): Promise<void> {
+    this.#cancelRejoin(vni);
+    // A join under way (resume()'s) would register this host again once the leave is done.
+    await Promise.allSettled([...(this.#joinsInFlight.get(vni) ?? [])]);
     this.#watches.get(vni)?.abort();
     this.#watches.delete(vni);
     this.#joined.delete(vni);
     this.#conflicts.delete(vni);
     this.#blocksInHand.delete(vni);
     this.#names.delete(vni);
+    // Pending from here on, with no wait since the network was dropped: the lease stays.
+    const previous = this.#pendingLeaves.get(vni);
+    clearTimeout(previous?.timer);
+    const pending: PendingLeave = { attempt: undefined, timer: undefined, failures: 0 };
+    this.#pendingLeaves.set(vni, pending);
+    await previous?.attempt?.catch(() => undefined);
     try {
-      await this.#dropClaims(vni);
+      await this.#tryLeave(vni, pending);
     } finally {
-      // Without networks nothing renews the lease: revoked, or (etcd away) left to expire.
-      if (this.#joined.size === 0) await this.#dropLease();
+      // Without networks nothing needs the lease: revoked, or (etcd away) left to expire.
+      await this.#dropLeaseIfIdle();
     }
+  }
+
+  /** Networks whose leave etcd has not taken yet (retried in the background). */
+  leavesPending(): number[] {
+    return [...this.#pendingLeaves.keys()].sort((a, b) => a - b);
+  }
+
+  /**
+   * One try of a pending leave. On failure the next try is scheduled, unless the leave was
+   * called off meanwhile; rejects with the failure either way.
+   */
+  #tryLeave(vni: number, pending: PendingLeave): Promise<void> {
+    const attempt = (async () => {
+      try {
+        await this.#dropClaims(vni);
+      } catch (error) {
+        if (this.#pendingLeaves.get(vni) === pending) {
+          pending.failures += 1;
+          pending.timer = setTimeout(
+            () => void this.#retryLeave(vni, pending),
+            this.#retryDelay(pending.failures),
+          );
+          pending.timer.unref();
+        }
+        throw error;
+      }
+      if (this.#pendingLeaves.get(vni) === pending) this.#pendingLeaves.delete(vni);
+    })();
+    pending.attempt = attempt;
+    return attempt;
+  }
+
+  async #retryLeave(vni: number, pending: PendingLeave): Promise<void> {
+    pending.timer = undefined;
+    if (this.#pendingLeaves.get(vni) !== pending) return;
+    try {
+      await this.#tryLeave(vni, pending);
+    } catch (error) {
+      this.#logger.debug(
+        { err: error, vni, tries: pending.failures },
+        "cannot leave the network in etcd yet; retrying",
+      );
+      return;
+    }
+    this.#logger.info(
+      { vni, tries: pending.failures + 1 },
+      "left the multi-host network in etcd, after a leave etcd had not taken",
+    );
+    await this.#dropLeaseIfIdle();
+  }
+
+  /** Ends a pending leave of the network (its try in flight, if any, is awaited). */
+  async #callOffLeave(vni: number): Promise<void> {
+    const pending = this.#pendingLeaves.get(vni);
+    if (pending === undefined) return;
+    this.#pendingLeaves.delete(vni);
+    clearTimeout(pending.timer);
+    await pending.attempt?.catch(() => undefined);
   }
 
   async #dropClaims(vni: number): Promise<void> {
@@ -419,22 +545,51 @@ export class ClusterService {
     return [...(this.#conflicts.get(vni) ?? [])];
   }
 
-  /** Re-joins every network after a restart, retrying until etcd answers. */
+  /**
+   * Re-joins every network after a restart, retrying (every 2 s) until etcd answers;
+   * {@link leaveNetwork} of a network, or {@link stop}, calls its retries off.
+   */
   resume(networks: { vni: number; config: ClusterNetworkConfig }[]): void {
     for (const { vni, config } of networks) {
+      this.#cancelRejoin(vni);
+      const rejoin: { timer: NodeJS.Timeout | undefined } = { timer: undefined };
+      this.#rejoins.set(vni, rejoin);
       const attempt = (): void => {
-        this.joinNetwork(vni, config).catch((error: unknown) => {
-          this.#logger.warn({ err: error, vni }, "cannot rejoin multi-host network yet; retrying");
-          setTimeout(attempt, 2_000).unref();
-        });
+        rejoin.timer = undefined;
+        this.joinNetwork(vni, config).then(
+          () => {
+            if (this.#rejoins.get(vni) === rejoin) this.#rejoins.delete(vni);
+          },
+          (error: unknown) => {
+            if (this.#rejoins.get(vni) !== rejoin) return;
+            this.#logger.warn(
+              { err: error, vni },
+              "cannot rejoin multi-host network yet; retrying",
+            );
+            rejoin.timer = setTimeout(attempt, this.#rejoinDelayMs);
+            rejoin.timer.unref();
+          },
+        );
       };
       attempt();
     }
   }
 
-  /** Stops keep-alives and watches (at shutdown); the lease then ages out. */
+  #cancelRejoin(vni: number): void {
+    clearTimeout(this.#rejoins.get(vni)?.timer);
+    this.#rejoins.delete(vni);
+  }
+
+  /**
+   * Stops keep-alives, watches and every background retry (re-joins, pending leaves), at
+   * shutdown; the lease then ages out. A leave still pending is done by the next
+   * `joinNetwork(..., { fresh: true })` of the network, or by the last host to leave.
+   */
   stop(): void {
     this.#stopRenewals();
+    for (const vni of [...this.#rejoins.keys()]) this.#cancelRejoin(vni);
+    for (const pending of this.#pendingLeaves.values()) clearTimeout(pending.timer);
+    this.#pendingLeaves.clear();
     for (const watch of this.#watches.values()) watch.abort();
     this.#watches.clear();
   }
@@ -664,6 +819,17 @@ export class ClusterService {
     }
     if (complete) this.#registrationLost = false;
     return complete;
+  }
+
+  /**
+   * Drops the lease once nothing needs it: no network joined, none being joined (a join may
+   * hold the lease's promise already), no leave pending.
+   */
+  async #dropLeaseIfIdle(): Promise<void> {
+    if (this.#joined.size > 0 || this.#joinsInFlight.size > 0 || this.#pendingLeaves.size > 0) {
+      return;
+    }
+    await this.#dropLease();
   }
 
   async #dropLease(): Promise<void> {

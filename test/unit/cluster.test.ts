@@ -47,6 +47,8 @@ function makeHost(
     renewalDelay?: (failures: number) => number;
     watchIdleMs?: number;
     logger?: Logger;
+    retryDelay?: (failures: number) => number;
+    rejoinDelayMs?: number;
   } = {},
 ): Host {
   const peers = new Map<number, string[]>();
@@ -62,6 +64,8 @@ function makeHost(
       : { ownedClaims: (vni: number) => local.get(vni) ?? { blocks: [], statics: [] } }),
     ...(options.renewalDelay === undefined ? {} : { renewalDelay: options.renewalDelay }),
     ...(options.watchIdleMs === undefined ? {} : { watchIdleMs: options.watchIdleMs }),
+    ...(options.retryDelay === undefined ? {} : { retryDelay: options.retryDelay }),
+    ...(options.rejoinDelayMs === undefined ? {} : { rejoinDelayMs: options.rejoinDelayMs }),
   });
   running.push(cluster);
   return { id, vtep, cluster, peers };
@@ -638,6 +642,138 @@ describe("ClusterService: never one address from two hosts", () => {
     assert.equal(await a.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.0/26");
     assert.equal(await b.cluster.claimBlock(VNI, SUBNET, []), "10.60.0.64/26");
     await assert.rejects(b.cluster.claimAddress(VNI, "10.60.0.3"), { kind: "Conflict" });
+  });
+});
+
+describe("ClusterService: a leave etcd did not take", () => {
+  it("is retried in the background until this host's claims are gone", TIMEOUT, async () => {
+    // Regression: leaveNetwork threw while etcd was away, the caller answered docker network
+    // rm with OK, and nothing tried again: the host's blocks and statics stayed claimed.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26, { retryDelay: () => 10 });
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await joinAll([a, b]);
+    await a.cluster.claimBlock(VNI, SUBNET, []);
+    await a.cluster.claimAddress(VNI, "10.60.0.200");
+    kv.unavailable = true;
+    await assert.rejects(a.cluster.leaveNetwork(VNI), { kind: "Internal" });
+    assert.equal(a.cluster.isJoined(VNI), false);
+    assert.deepEqual(a.cluster.leavesPending(), [VNI]);
+    await sleep(30);
+    kv.unavailable = false;
+    await eventually(async () =>
+      assert.deepEqual(await contents(kv), { config: STORED_CONFIG, "hosts/host-b": "192.0.2.2" }),
+    );
+    await eventually(() => assert.deepEqual(a.cluster.leavesPending(), []));
+    assert.equal(kv.leases.length, 1, "A's lease went with its last leave; B's is left");
+  });
+
+  it("keeps the lease alive while pending, and drops it once done", TIMEOUT, async () => {
+    // Regression: the failed leave of the last network revoked the lease at once, so nothing
+    // kept the host's share of the network in order while the leave was still to be done.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26, { retryDelay: () => 10 });
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    const lease = await leaseOf(kv, a);
+    await a.cluster.claimBlock(VNI, SUBNET, []);
+    kv.failing.add("txn");
+    await assert.rejects(a.cluster.leaveNetwork(VNI));
+    await sleep(30);
+    assert.deepEqual(kv.leases, [lease], "not revoked while the leave is pending");
+    kv.advance(10);
+    assert.equal(await a.cluster.renewLease(), true);
+    kv.advance(10);
+    assert.deepEqual(kv.leases, [lease], "kept alive");
+    kv.failing.clear();
+    await eventually(async () => assert.deepEqual(await kv.range(""), []));
+    await eventually(() => assert.deepEqual(kv.leases, []));
+  });
+
+  it("is called off when the network is created here again", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26, { retryDelay: () => 10 });
+    await a.cluster.joinNetwork(VNI, CONFIG);
+    await a.cluster.claimBlock(VNI, SUBNET, []);
+    kv.failing.add("txn");
+    await assert.rejects(a.cluster.leaveNetwork(VNI));
+    kv.failing.clear();
+    await a.cluster.joinNetwork(VNI, CONFIG, { fresh: true });
+    assert.deepEqual(a.cluster.leavesPending(), []);
+    await sleep(50);
+    assert.deepEqual(await contents(kv), { config: STORED_CONFIG, "hosts/host-a": "192.0.2.1" });
+  });
+});
+
+describe("ClusterService: restart-time re-joins", () => {
+  it("a re-join still retrying is called off by leaving the network", TIMEOUT, async () => {
+    // Regression: resume()'s retry timers outlived docker network rm: once etcd answered they
+    // joined the deleted network again, writing its config and this host's registration.
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26, { retryDelay: () => 10, rejoinDelayMs: 20 });
+    kv.unavailable = true;
+    a.cluster.resume([
+      { vni: VNI, config: CONFIG },
+      { vni: 4243, config: CONFIG },
+    ]);
+    await sleep(30);
+    await assert.rejects(a.cluster.leaveNetwork(VNI));
+    kv.unavailable = false;
+    await eventually(async () =>
+      assert.deepEqual(Object.keys(await contents(kv, 4243)), ["config", "hosts/host-a"]),
+    );
+    await sleep(100);
+    assert.deepEqual(await contents(kv), {}, "the network left stays gone");
+  });
+
+  it("stop() calls off the re-joins too", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1", 26, { rejoinDelayMs: 20 });
+    kv.unavailable = true;
+    a.cluster.resume([{ vni: VNI, config: CONFIG }]);
+    await sleep(30);
+    a.cluster.stop();
+    await sleep(30); // a try in flight fails too
+    kv.unavailable = false;
+    await sleep(100);
+    assert.deepEqual(await kv.range(""), []);
+  });
+});
+
+describe("ClusterService: one lease for joins and leaves at once", () => {
+  it("leaving the last network never revokes the lease of a join in flight", TIMEOUT, async () => {
+    // Regression: leaving the only joined network dropped the lease while another join
+    // already held the shared lease's promise: the join registered on a revoked lease (or
+    // failed on it), and renewals had stopped, so nothing ever repaired it.
+    for (let round = 0; round < 8; round++) {
+      const kv = new MemoryKeyValueStore();
+      const a = makeHost(kv, "host-a", "192.0.2.1");
+      await a.cluster.joinNetwork(VNI, CONFIG);
+      const leaving = a.cluster.leaveNetwork(VNI);
+      for (let turn = 0; turn < round; turn++) await new Promise((r) => setImmediate(r));
+      await Promise.all([leaving, a.cluster.joinNetwork(4243, CONFIG)]);
+      assert.deepEqual(
+        await contents(kv, 4243),
+        { config: STORED_CONFIG, "hosts/host-a": "192.0.2.1" },
+        `round ${round}`,
+      );
+      assert.deepEqual(kv.leases, [await leaseOf(kv, a, 4243)], `round ${round}`);
+      kv.advance(10);
+      assert.equal(await a.cluster.renewLease(), true);
+      kv.advance(10);
+      assert.deepEqual(Object.keys(await contents(kv, 4243)), ["config", "hosts/host-a"]);
+      a.cluster.stop();
+    }
+  });
+
+  it("a join that fails as the only one drops the lease it took", TIMEOUT, async () => {
+    const kv = new MemoryKeyValueStore();
+    const a = makeHost(kv, "host-a", "192.0.2.1");
+    const b = makeHost(kv, "host-b", "192.0.2.2");
+    await b.cluster.joinNetwork(VNI, CONFIG);
+    await assert.rejects(a.cluster.joinNetwork(VNI, { ...CONFIG, gateway: "10.60.0.254/24" }), {
+      kind: "Conflict",
+    });
+    assert.deepEqual(kv.leases, [await leaseOf(kv, b)], "no lease of A's left to keep alive");
   });
 });
 

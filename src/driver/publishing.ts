@@ -129,18 +129,31 @@ export class Publishing {
     );
   }
 
-  /** Re-opens the host side of every published port, after a plugin restart. */
-  async restore(): Promise<void> {
+  /**
+   * Re-opens the host side of every published port that is not open, after a plugin restart.
+   * Start-up reconciliation does it in its place (after the repairs and the packet filter);
+   * under the ports lock this one waits behind it (and holds it off, when called first), so a
+   * relay is never opened for an endpoint that reconciliation forgets, and opens only what it
+   * did not: all of it when reconciliation failed before it got there.
+   */
+  restore(): Promise<void> {
+    return this.#context.locks.run([PORTS_KEY], () => this.reopen());
+  }
+
+  /** Opens the relays of the state's published ports that are not open (the caller orders it). */
+  async reopen(): Promise<void> {
+    const { publisher, logger } = this.#context;
     for (const endpoint of Object.values(this.#context.state.document.endpoints)) {
       if (endpoint.address === undefined) continue;
       for (const binding of endpoint.ports) {
+        if (publisher.isOpen(endpoint.id, binding)) continue;
         try {
-          await this.#context.publisher.open(endpoint.id, binding, {
+          await publisher.open(endpoint.id, binding, {
             address: bareAddress(endpoint.address),
             port: binding.containerPort,
           });
         } catch (error) {
-          this.#context.logger.error(
+          logger.error(
             { err: error, endpoint: endpoint.id, binding: describeBinding(binding) },
             "cannot re-open published port",
           );

@@ -1,7 +1,9 @@
+import type { PortBinding } from "../state/model.ts";
 import { type DriverContext, findEndpoint, findNetwork, networkKey } from "./context.ts";
 import type { Endpoints } from "./endpoints.ts";
 import type { Networks } from "./networks.ts";
 import type { Overlay } from "./overlay.ts";
+import { Publishing } from "./publishing.ts";
 import {
   describeRepair,
   isReported,
@@ -15,15 +17,20 @@ import {
 const RETRY_DELAYS_MS = [1_000, 5_000, 15_000, 60_000];
 
 /**
- * Start-up reconciliation: plans the repairs (pure), then carries them out one by one,
- * logging each; a failed repair does not stop the others, the packet filter or the etcd
- * rejoin, and is tried again later under its network's lock.
+ * Start-up reconciliation, in this order: the repairs (planned purely, carried out one by
+ * one and logged; a failed one does not stop the rest and is tried again later under its
+ * network's lock), the packet filter, the relays of published ports, and last the conntrack
+ * entries of published UDP ports. Relays come after the repairs, which forget endpoints whose
+ * container went; conntrack entries after the packet filter, which a reboot emptied: a UDP
+ * flow that arrived before its DNAT was back would otherwise keep bypassing it.
  */
 export class Reconciler {
   readonly #context: DriverContext;
   readonly #networks: Networks;
   readonly #endpoints: Endpoints;
   readonly #overlay: Overlay;
+  /** Publishing keeps no state of its own: this one acts as the driver's does. */
+  readonly #publishing: Publishing;
   readonly #timers = new Set<NodeJS.Timeout>();
 
   constructor(context: DriverContext, networks: Networks, endpoints: Endpoints, overlay: Overlay) {
@@ -31,13 +38,30 @@ export class Reconciler {
     this.#networks = networks;
     this.#endpoints = endpoints;
     this.#overlay = overlay;
+    this.#publishing = new Publishing(context);
   }
 
   /** Brings the host in line with the state; answers what it repaired or must report. */
-  reconcile(): Promise<string[]> {
+  async reconcile(): Promise<string[]> {
+    const { reported, rebuilt } = await this.#reconcileAlone();
+    // Outside the exclusive section (one command per port; requests need not wait for it):
+    // any later change of these ports deletes their entries again after its own.
+    if (rebuilt.length > 0) await this.#publishing.forgetFlows(rebuilt);
+    return reported;
+  }
+
+  /**
+   * The repairs, the packet filter and the relays, holding off every request. `rebuilt`: the
+   * published ports (as the state held them before the repairs) whose DNAT was rebuilt.
+   */
+  #reconcileAlone(): Promise<{ reported: string[]; rebuilt: PortBinding[] }> {
     const { locks, deletions, datapath, logger, firewall } = this.#context;
     return locks.exclusive(async () => {
       await deletions.settled();
+      // Before the repairs: an endpoint they forget loses its DNAT in the rebuild too.
+      const published = Object.values(this.#context.state.document.endpoints).flatMap(
+        (endpoint) => endpoint.ports,
+      );
       const links = await datapath.links();
       const repairs = planRepairs(this.#context.state.document, links);
       const reported: string[] = [];
@@ -57,6 +81,7 @@ export class Reconciler {
         }
       }
       const unknown = liveUnknownBridges(repairs, links);
+      let rebuilt: PortBinding[] = [];
       if (unknown.length > 0) {
         logger.error(
           { bridges: unknown },
@@ -64,9 +89,11 @@ export class Reconciler {
         );
       } else {
         await firewall.sync();
+        rebuilt = published;
       }
+      await this.#publishing.reopen();
       for (const repair of failed) this.#retry(repair, 0);
-      return reported;
+      return { reported, rebuilt };
     });
   }
 

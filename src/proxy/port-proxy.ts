@@ -22,9 +22,15 @@ export interface PortPublisher {
   open(owner: string, binding: PortBinding, target: ProxyTarget): Promise<void>;
   /** Closes every binding of an owner (an endpoint ID); nothing open is success. */
   close(owner: string): Promise<void>;
+  /** True when that binding of that owner is open (same protocol, host address and port). */
+  isOpen(owner: string, binding: PortBinding): boolean;
   /** Bindings currently open, for the status view and tests. */
   openCount(): number;
 }
+
+/** The key of a binding's host side: what two opens of the same binding share. */
+const hostSide = (binding: PortBinding): string =>
+  `${binding.proto} ${binding.hostIp} ${binding.hostPort}`;
 
 /** Caps on one binding's relay, so a flood of clients cannot exhaust the plugin's sockets. */
 export interface RelayLimits {
@@ -217,7 +223,7 @@ export async function openUdpRelay(
 export class ProxyPublisher implements PortPublisher {
   readonly #logger: Logger;
   readonly #limits: RelayLimits;
-  readonly #open = new Map<string, Relay<unknown>[]>();
+  readonly #open = new Map<string, { binding: string; relay: Relay<unknown> }[]>();
 
   constructor(logger: Logger, limits: Partial<RelayLimits> = {}) {
     this.#logger = logger;
@@ -247,7 +253,7 @@ export class ProxyPublisher implements PortPublisher {
       throw internal(`cannot publish ${where}: ${(error as Error).message}`, error);
     }
     const list = this.#open.get(owner) ?? [];
-    list.push(relay);
+    list.push({ binding: hostSide(binding), relay });
     this.#open.set(owner, list);
     this.#logger.info({ endpoint: owner.slice(0, 12), published: where, target }, "port published");
   }
@@ -256,7 +262,12 @@ export class ProxyPublisher implements PortPublisher {
     const list = this.#open.get(owner);
     if (list === undefined) return;
     this.#open.delete(owner);
-    await Promise.all(list.map((relay) => relay.close()));
+    await Promise.all(list.map(({ relay }) => relay.close()));
+  }
+
+  isOpen(owner: string, binding: PortBinding): boolean {
+    const key = hostSide(binding);
+    return this.#open.get(owner)?.some((open) => open.binding === key) ?? false;
   }
 
   openCount(): number {
@@ -283,6 +294,11 @@ export class RecordingPublisher implements PortPublisher {
 
   async close(owner: string): Promise<void> {
     this.opened.delete(owner);
+  }
+
+  isOpen(owner: string, binding: PortBinding): boolean {
+    const key = hostSide(binding);
+    return this.opened.get(owner)?.some((open) => hostSide(open) === key) ?? false;
   }
 
   openCount(): number {

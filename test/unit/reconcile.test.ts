@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { ConntrackFilter } from "../../src/datapath/datapath.ts";
 import { buildTestApp } from "../support/fakes.ts";
 
 const NET = "a".repeat(64);
@@ -217,5 +218,129 @@ describe("an empty or wrong state directory", () => {
     t.datapath.hostLinks.delete("vsy11111111111");
     await t.network.reconcile();
     assert.equal(t.firewall.applied, 1);
+  });
+});
+
+describe("published ports after a plugin restart", () => {
+  const portmap = (...ports: [proto: number, hostPort: number][]) => ({
+    "com.docker.network.portmap": ports.map(([Proto, HostPort]) => ({
+      Proto,
+      Port: 53,
+      HostIP: "",
+      HostPort,
+      HostPortEnd: HostPort,
+    })),
+  });
+
+  /** A network with two containers publishing ports, then a plugin restart (no relay open). */
+  async function restarted() {
+    const t = await buildTestApp();
+    await t.call("/IpamDriver.RequestPool", { Pool: "10.15.20.0/24" });
+    await t.call("/NetworkDriver.CreateNetwork", {
+      NetworkID: NET,
+      IPv4Data: [{ Pool: "10.15.20.0/24", Gateway: "10.15.20.1/24" }],
+    });
+    const kept = "d".repeat(64);
+    for (const [id, address, ports] of [
+      [EP, "10.15.20.2/24", portmap([6, 8080], [17, 8081])],
+      [kept, "10.15.20.3/24", portmap([17, 5353])],
+    ] as const) {
+      await t.call("/NetworkDriver.CreateEndpoint", {
+        NetworkID: NET,
+        EndpointID: id,
+        Interface: { Address: address },
+      });
+      t.datapath.moveIntoContainer(`csy${id.slice(0, 11)}`);
+      const published = await t.call("/NetworkDriver.ProgramExternalConnectivity", {
+        NetworkID: NET,
+        EndpointID: id,
+        Options: ports,
+      });
+      assert.equal(published.status, 200, JSON.stringify(published.body));
+    }
+    t.publisher.opened.clear();
+    return { t, kept };
+  }
+
+  /** Runs start-up as main.ts does: reconciliation and the restore of published ports, unawaited. */
+  async function startUp(t: Awaited<ReturnType<typeof buildTestApp>>): Promise<void> {
+    const reconciled = t.network.reconcile();
+    const restored = t.network.restorePublishedPorts();
+    await Promise.all([reconciled, restored]);
+    t.network.stop();
+  }
+
+  // Regression: the restore ran beside start-up reconciliation, without any lock. A relay it
+  // opened after reconciliation forgot the endpoint (its container removed while the plugin
+  // was away) was never closed: it held the host port, which the state said was free, so the
+  // next container asking for it was refused ("another program on the host already uses it").
+  it("never re-opens a port of an endpoint that reconciliation forgets", {
+    timeout: 10_000,
+  }, async () => {
+    const { t, kept } = await restarted();
+    await t.datapath.deleteLink("vsybbbbbbbbbbb");
+    // A real relay takes a moment to bind; reconciliation meanwhile does its repairs.
+    const open = t.publisher.open.bind(t.publisher);
+    t.publisher.open = async (owner, binding) => {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      return open(owner, binding);
+    };
+    await startUp(t);
+    assert.equal(t.state.document.endpoints[EP], undefined, "the endpoint was forgotten");
+    assert.equal(t.publisher.opened.get(EP), undefined, "and none of its ports is held");
+    assert.equal(t.publisher.opened.get(kept)?.length, 1, "the other container's port is back");
+  });
+
+  it("re-opens ports after the repairs and the packet filter, then deletes UDP conntrack entries", {
+    timeout: 10_000,
+  }, async () => {
+    const { t, kept } = await restarted();
+    const steps: string[] = [];
+    // A reboot: the bridge is gone, and the kernel freed its ports.
+    t.datapath.hostLinks.delete("sy-aaaaaaaaaaaa");
+    for (const veth of ["vsybbbbbbbbbbb", "vsyddddddddddd"]) {
+      const link = t.datapath.hostLinks.get(veth);
+      if (link !== undefined) link.master = undefined;
+    }
+    const ensureBridge = t.datapath.ensureBridge.bind(t.datapath);
+    t.datapath.ensureBridge = async (spec) => {
+      steps.push(`bridge ${spec.name}`);
+      return ensureBridge(spec);
+    };
+    const attach = t.datapath.attach.bind(t.datapath);
+    t.datapath.attach = async (veth, bridge) => {
+      steps.push(`attach ${veth}`);
+      return attach(veth, bridge);
+    };
+    const apply = t.firewall.apply.bind(t.firewall);
+    t.firewall.apply = async () => {
+      steps.push("packet filter");
+      return apply();
+    };
+    const open = t.publisher.open.bind(t.publisher);
+    t.publisher.open = async (owner, binding) => {
+      steps.push(`relay ${binding.hostPort}/${binding.proto}`);
+      return open(owner, binding);
+    };
+    Object.assign(t.datapath, {
+      deleteConntrackEntries: async (filter: ConntrackFilter) => {
+        steps.push(`conntrack ${filter.port}/${filter.proto}`);
+        return 0;
+      },
+    });
+    await startUp(t);
+    assert.deepEqual(steps, [
+      "bridge sy-aaaaaaaaaaaa",
+      "attach vsybbbbbbbbbbb",
+      "attach vsyddddddddddd",
+      "packet filter",
+      "relay 8080/tcp",
+      "relay 8081/udp",
+      "relay 5353/udp",
+      "conntrack 8081/udp",
+      "conntrack 5353/udp",
+    ]);
+    assert.equal(t.publisher.opened.get(EP)?.length, 2);
+    assert.equal(t.publisher.opened.get(kept)?.length, 1);
   });
 });

@@ -18,7 +18,8 @@ const ANSWER_TTL = 1;
  * The multi-host networks (VXLAN ids) whose names a client may resolve: those its container is
  * attached to on this host, found from the address it asks from. A container joined to several
  * multi-host networks asks from one of them (the route it got first) and resolves all of them,
- * as Docker resolves names on every network a container is on.
+ * as Docker resolves names on every network a container is on. One scan of the endpoints per
+ * call: the resolver's hot path uses {@link memoiseClientNetworks} instead.
  */
 export function networksOfClient(state: Readonly<StateDocument>, client: string): number[] {
   const asking = Object.values(state.endpoints).find(
@@ -38,6 +39,56 @@ export function networksOfClient(state: Readonly<StateDocument>, client: string)
     if (vni !== undefined) vnis.add(vni);
   }
   return [...vnis];
+}
+
+/** Client address → the VXLAN ids it may resolve (as {@link networksOfClient}), for one state. */
+export type ClientNetworks = ReadonlyMap<string, readonly number[]>;
+
+/** {@link networksOfClient} for every client of a state at once, in two passes over its endpoints. */
+export function indexClientNetworks(state: Readonly<StateDocument>): ClientNetworks {
+  const endpoints = Object.values(state.endpoints);
+  const bySandbox = new Map<string, Set<number>>();
+  for (const endpoint of endpoints) {
+    const vni = state.networks[endpoint.networkId]?.vxlanId;
+    if (endpoint.sandbox === undefined || vni === undefined) continue;
+    const vnis = bySandbox.get(endpoint.sandbox) ?? new Set<number>();
+    vnis.add(vni);
+    bySandbox.set(endpoint.sandbox, vnis);
+  }
+  const byClient = new Map<string, readonly number[]>();
+  for (const endpoint of endpoints) {
+    const vni = state.networks[endpoint.networkId]?.vxlanId;
+    if (endpoint.address === undefined || vni === undefined) continue;
+    const client = bareAddress(endpoint.address);
+    // The first endpoint with the address answers for it, as networksOfClient's find does.
+    if (byClient.has(client)) continue;
+    const sandbox = endpoint.sandbox === undefined ? undefined : bySandbox.get(endpoint.sandbox);
+    byClient.set(client, sandbox === undefined ? [vni] : [...sandbox]);
+  }
+  return byClient;
+}
+
+const NO_NETWORKS: readonly number[] = [];
+
+/**
+ * The networks of a client from an index built at most once per state change, so a query costs
+ * a map lookup whatever the host holds. `revision` must change whenever the document's
+ * networks or endpoints do: the state manager changes records in place (a commit replaces
+ * records inside the same document), so the document's identity alone says nothing.
+ */
+export function memoiseClientNetworks(
+  state: () => Readonly<StateDocument>,
+  revision: () => unknown,
+): (client: string) => readonly number[] {
+  let built: { document: object; revision: unknown; index: ClientNetworks } | undefined;
+  return (client) => {
+    const document = state();
+    const now = revision();
+    if (built === undefined || built.document !== document || built.revision !== now) {
+      built = { document, revision: now, index: indexClientNetworks(document) };
+    }
+    return built.index.get(client) ?? NO_NETWORKS;
+  };
 }
 
 /**

@@ -16,9 +16,10 @@ import {
   tryParseAddress,
 } from "../ipam/prefix.ts";
 import type { Compare, KeyValue, KeyValueStore, TxnOperation } from "./kv.ts";
+import { NameSync, type NamesOutOfSync, planNameWrites } from "./name-sync.ts";
 import { type NameRecord, type PublishedName, parsePublishedName } from "./published-names.ts";
 
-export type { NameRecord, PublishedName };
+export type { NameRecord, NamesOutOfSync, PublishedName };
 
 /** Where this host's share of multi-host state lives in etcd. */
 const ROOT = "switchyard/v1/networks";
@@ -31,6 +32,10 @@ const WATCH_IDLE_MS = 30_000;
 const TXN_ATTEMPTS = 20;
 /** How long resume() waits before trying again to re-join a network. */
 const REJOIN_DELAY_MS = 2_000;
+/** How often this host's names in etcd are checked against the desired set. */
+const NAMES_RESYNC_MS = 10_000;
+/** Name writes of one pass in flight at once. */
+const NAME_WRITES_AT_ONCE = 16;
 
 /** What every host of a multi-host network must agree on. */
 export interface ClusterNetworkConfig {
@@ -149,8 +154,8 @@ export class ClusterService {
   #registrationLost = false;
   readonly #onPeers: (vni: number, peers: string[]) => void;
   readonly #onNames: (vni: number, names: PublishedName[]) => void;
-  /** The names this host published per network, to publish again after a lost lease. */
-  readonly #names = new Map<number, Map<string, NameRecord>>();
+  /** This host's names per network: the desired sets, and the passes that make etcd agree. */
+  readonly #names: NameSync;
 
   constructor(deps: {
     /** etcd in production; tests share one in-memory store between several services. */
@@ -168,6 +173,8 @@ export class ClusterService {
     watchIdleMs?: number;
     retryDelay?: (failures: number) => number;
     rejoinDelayMs?: number;
+    /** The wait between passes over this host's names in etcd while they succeed. */
+    namesResyncMs?: number;
   }) {
     this.#kv = deps.kv;
     this.#logger = deps.logger;
@@ -179,6 +186,12 @@ export class ClusterService {
     this.#renewalDelay = deps.renewalDelay ?? renewalDelay;
     this.#retryDelay = deps.retryDelay ?? retryDelay;
     this.#rejoinDelayMs = deps.rejoinDelayMs ?? REJOIN_DELAY_MS;
+    this.#names = new NameSync({
+      pass: (vni, desired) => this.#syncNames(vni, desired),
+      logger: deps.logger,
+      retryDelay: this.#retryDelay,
+      resyncMs: deps.namesResyncMs ?? NAMES_RESYNC_MS,
+    });
     this.#watchIdleMs = deps.watchIdleMs ?? WATCH_IDLE_MS;
   }
 
@@ -222,6 +235,8 @@ export class ClusterService {
     await this.#callOffLeave(vni);
     const blockLength = await this.#register(vni, config);
     this.#joined.set(vni, { config, blockLength });
+    // Created here: no names yet, so any in etcd (a failed leave's) go at once.
+    this.#names.open(vni, options.fresh === true);
     this.#follow(vni);
     if (options.fresh) await this.#dropLeftovers(vni);
     else await this.#reclaim(vni);
@@ -248,13 +263,14 @@ export class ClusterService {
     this.#joined.delete(vni);
     this.#conflicts.delete(vni);
     this.#blocksInHand.delete(vni);
-    this.#names.delete(vni);
+    // A names pass in flight could write after the leave's delete: it ends first.
+    const namesClosed = this.#names.close(vni);
     // Pending from here on, with no wait since the network was dropped: the lease stays.
     const previous = this.#pendingLeaves.get(vni);
     clearTimeout(previous?.timer);
     const pending: PendingLeave = { attempt: undefined, timer: undefined, failures: 0 };
     this.#pendingLeaves.set(vni, pending);
-    await previous?.attempt?.catch(() => undefined);
+    await Promise.all([previous?.attempt?.catch(() => undefined), namesClosed]);
     try {
       await this.#tryLeave(vni, pending);
     } finally {
@@ -501,29 +517,55 @@ export class ClusterService {
   }
 
   /**
-   * Publishes the names of one of this host's containers on a multi-host network, under this
-   * host's lease: they go when the container's endpoint does, or when this host stops renewing.
+   * Sets all the names this host has on a joined multi-host network, endpoint ID → record,
+   * replacing the previous set; etcd is then made to hold exactly these under this host's
+   * prefix and lease (missing ones put, changed ones rewritten, others deleted), at once,
+   * after every new lease, every 10 s, and with backoff until etcd agrees. Ignored for a
+   * network not joined (its names go with the leave).
+   */
+  setLocalNames(vni: number, records: ReadonlyMap<string, NameRecord>): void {
+    if (this.#joined.has(vni)) this.#names.set(vni, records);
+  }
+
+  /**
+   * Resolves once etcd holds the network's names as last set (at once when it does, or when
+   * the network is not joined or its names were never set since joining).
+   */
+  namesSettled(vni: number): Promise<void> {
+    return this.#names.settled(vni);
+  }
+
+  /** Networks whose names etcd does not hold as set (the last pass failed), and why. */
+  namesOutOfSync(): NamesOutOfSync[] {
+    return this.#names.outOfSync();
+  }
+
+  /**
+   * Adds one endpoint to the names set with {@link setLocalNames}; resolves or rejects with
+   * the outcome of the pass that follows (a failed one is retried all the same).
+   * @deprecated Use {@link setLocalNames}.
    */
   async publishNames(vni: number, endpointId: string, record: NameRecord): Promise<void> {
     if (!this.#joined.has(vni)) return;
-    let published = this.#names.get(vni);
-    if (published === undefined) {
-      published = new Map();
-      this.#names.set(vni, published);
-    }
-    published.set(endpointId, record);
-    await this.#putNames(vni, endpointId, record);
+    await this.#names.update(vni, (desired) => desired.set(endpointId, record));
   }
 
-  /** Withdraws what {@link publishNames} published for an endpoint. */
+  /**
+   * Takes one endpoint out of the names set with {@link setLocalNames}; resolves or rejects
+   * with the outcome of the pass that follows (a failed one is retried all the same).
+   * @deprecated Use {@link setLocalNames}.
+   */
   async withdrawNames(vni: number, endpointId: string): Promise<void> {
-    this.#names.get(vni)?.delete(endpointId);
-    await this.#kv.delete(nameKey(vni, this.#identity.hostId, endpointId));
+    if (!this.#joined.has(vni)) return;
+    await this.#names.update(vni, (desired) => desired.delete(endpointId));
   }
 
-  /** The endpoints of a network whose names this host has published. */
+  /**
+   * The names this host has on a network, endpoint ID → record, as last set (a copy).
+   * @deprecated Keep the set where it is derived; {@link setLocalNames} takes it whole.
+   */
   publishedNames(vni: number): ReadonlyMap<string, NameRecord> {
-    return this.#names.get(vni) ?? new Map();
+    return this.#names.desired(vni);
   }
 
   /** Whether this host is (being) a member of the network in etcd. */
@@ -531,13 +573,30 @@ export class ClusterService {
     return this.#joined.has(vni);
   }
 
-  async #putNames(vni: number, endpointId: string, record: NameRecord): Promise<void> {
+  /**
+   * One names pass: lists this host's entries for the network and writes what differs from
+   * `desired`. Every write is tried; rejects with the first failure.
+   */
+  async #syncNames(vni: number, desired: ReadonlyMap<string, NameRecord>): Promise<void> {
     const lease = await this.#ensureLease();
-    await this.#kv.put(
-      nameKey(vni, this.#identity.hostId, endpointId),
-      JSON.stringify({ names: record.names, ipv4: record.ipv4 }),
-      lease,
-    );
+    const prefix = nameKey(vni, this.#identity.hostId, "");
+    const writes = planNameWrites(desired, await this.#kv.range(prefix), prefix, lease);
+    let failure: { error: unknown } | undefined;
+    for (let from = 0; from < writes.length; from += NAME_WRITES_AT_ONCE) {
+      const results = await Promise.allSettled(
+        writes
+          .slice(from, from + NAME_WRITES_AT_ONCE)
+          .map((write) =>
+            write.type === "put"
+              ? this.#kv.put(write.key, write.value, lease)
+              : this.#kv.delete(write.key),
+          ),
+      );
+      for (const result of results) {
+        if (result.status === "rejected") failure ??= { error: result.reason };
+      }
+    }
+    if (failure !== undefined) throw failure.error;
   }
 
   /** Blocks this host must not hand out new addresses from: etcd gives them to another host. */
@@ -590,6 +649,7 @@ export class ClusterService {
     for (const vni of [...this.#rejoins.keys()]) this.#cancelRejoin(vni);
     for (const pending of this.#pendingLeaves.values()) clearTimeout(pending.timer);
     this.#pendingLeaves.clear();
+    this.#names.stop();
     for (const watch of this.#watches.values()) watch.abort();
     this.#watches.clear();
   }
@@ -805,9 +865,8 @@ export class ClusterService {
       try {
         await this.#register(vni, joined.config);
         await this.#reclaim(vni);
-        for (const [endpointId, record] of this.#names.get(vni) ?? []) {
-          await this.#putNames(vni, endpointId, record);
-        }
+        // Names on the lost lease went with it: a pass puts them back on this one.
+        this.#names.kick(vni);
       } catch (error) {
         complete = false;
         const conflicting = error instanceof SwitchyardError && error.kind === "Conflict";

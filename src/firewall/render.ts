@@ -275,12 +275,18 @@ function renderTables(
 }
 
 /**
- * VXLAN (UDP 4789) is taken only from the registered peer hosts of this host's multi-host
- * networks: anyone else could otherwise inject frames into a network's bridge. Peers come
- * from etcd, so each is parsed as an address before it goes into the script.
+ * VXLAN (UDP 4789) of Switchyard's networks is taken only from the registered peer hosts of
+ * this host's multi-host networks: anyone else could otherwise inject frames into a network's
+ * bridge. Only Switchyard's own VNIs are matched (the VXLAN header's 24-bit VNI, 32 bits into
+ * the UDP payload: `@th,96,24` from the start of the UDP header), so VXLAN of other VNIs on
+ * the same port (Docker swarm's overlay, Calico, Flannel) passes untouched. Peers come from
+ * etcd, so each is parsed as an address before it goes into the script.
  */
 function vxlanPeerRules(state: Readonly<StateDocument>, all: NetworkRecord[]): string[] {
-  if (!all.some((network) => network.vxlanId !== undefined)) return [];
+  const vnis = [
+    ...new Set(all.flatMap((network) => (network.vxlanId === undefined ? [] : [network.vxlanId]))),
+  ].sort((a, b) => a - b);
+  if (vnis.length === 0) return [];
   const peers = new Set<string>();
   for (const network of Object.values(state.cluster?.networks ?? {})) {
     for (const peer of network.peers) {
@@ -295,7 +301,7 @@ function vxlanPeerRules(state: Readonly<StateDocument>, all: NetworkRecord[]): s
     "  }",
     "  chain vxlan_input {",
     "    type filter hook input priority -1; policy accept;",
-    `    udp dport 4789 ip saddr != @${VXLAN_PEER_SET} drop comment "VXLAN only from peer hosts"`,
+    `    udp dport 4789 @th,96,24 { ${vnis.join(", ")} } ip saddr != @${VXLAN_PEER_SET} drop comment "Switchyard's VXLAN only from peer hosts"`,
     "  }",
   ];
 }

@@ -191,9 +191,35 @@ describe("VXLAN from peer hosts only", () => {
     );
     assert.match(
       rendered,
-      /type filter hook input priority -1; policy accept;\n {4}udp dport 4789 ip saddr != @vxlan_peers drop/,
+      /type filter hook input priority -1; policy accept;\n {4}udp dport 4789 @th,96,24 \{ 4242 \} ip saddr != @vxlan_peers drop/,
     );
     assert.doesNotMatch(rendered, /flush ruleset/);
+  });
+
+  // Regression: every UDP 4789 packet from a non-peer was dropped, which also dropped Docker
+  // swarm's overlay and Calico's VXLAN on the same host.
+  it("drops only the VNIs of Switchyard's networks, each once, in order (golden)", {
+    timeout: 10_000,
+  }, () => {
+    const document = state(
+      network("n1", "sy-b", "10.61.0.0/24", { vxlanId: 4343 }),
+      network("n2", "sy-a", "10.60.0.0/24", { vxlanId: 4242 }),
+      network("n3", "sy-c", "10.62.0.0/24"),
+      network("n4", "sy-d", "10.63.0.0/24", { vxlanId: 16_777_215 }),
+      network("n5", "sy-e", "10.64.0.0/24", { vxlanId: 4242 }),
+    );
+    const rendered = renderNftables(document);
+    assert.equal(
+      rendered.slice(rendered.indexOf("  set vxlan_peers"), rendered.indexOf("  map published {")),
+      `  set vxlan_peers {
+    type ipv4_addr;
+  }
+  chain vxlan_input {
+    type filter hook input priority -1; policy accept;
+    udp dport 4789 @th,96,24 { 4242, 4343, 16777215 } ip saddr != @vxlan_peers drop comment "Switchyard's VXLAN only from peer hosts"
+  }
+`,
+    );
   });
 });
 

@@ -841,9 +841,10 @@ export class ClusterService {
 
   /**
    * What the renewal timer runs: keeps the lease alive; if it expired while etcd was away,
-   * registers again in full (lease, registration, blocks, static addresses) and keeps trying
-   * on later runs until every network has this host back. True when all is in order. Public
-   * so tests drive it without waiting for the timer.
+   * registers again in full (lease, registration, blocks, static addresses, and a names pass
+   * that puts this host's names back on the new lease) and keeps trying on later runs until
+   * every network has this host back. True when all is in order (the names pass retries on
+   * its own). Public so tests drive it without waiting for the timer.
    */
   async renewLease(): Promise<boolean> {
     const current = this.#lease;

@@ -131,11 +131,6 @@ export class NameSync {
     }
   }
 
-  /** Whether the network's names are kept (it is open). */
-  has(vni: number): boolean {
-    return this.#networks.has(vni);
-  }
-
   /** Replaces the network's desired set and runs a pass. */
   set(vni: number, records: ReadonlyMap<string, NameRecord>): void {
     const network = this.#networks.get(vni);

@@ -1,3 +1,5 @@
+import { RESOLVER_LIMITS } from "../dns/rate-limit.ts";
+import { internal } from "../errors.ts";
 import { formatAddress, tryParseAddress } from "../ipam/prefix.ts";
 import { macFor, vxlanDeviceName } from "../names.ts";
 import {
@@ -143,6 +145,15 @@ export interface NftCapabilities {
   uplinks?: readonly string[];
 }
 
+/** What the nftables script is rendered from besides the state. */
+export interface NftRenderOptions extends NftCapabilities {
+  /**
+   * The address of Switchyard's name resolver (`DNS_ADDRESS`, IPv4) when it runs: its port 53
+   * then takes packets only from this host's containers and the host itself.
+   */
+  resolverAddress?: string;
+}
+
 /**
  * ICC=false for bridged traffic, in the bridge family's forward hook, which sees every frame
  * one port of a bridge sends to another whether or not br_netfilter is loaded. IPv4 and IPv6
@@ -177,7 +188,7 @@ function bridgeIccRules(network: NetworkRecord, capabilities: NftCapabilities): 
  */
 export function renderNftables(
   state: Readonly<StateDocument>,
-  capabilities: NftCapabilities = { bridgeMeta: true },
+  capabilities: NftRenderOptions = { bridgeMeta: true },
 ): string {
   return renderTables(state, capabilities, publishedElements(state));
 }
@@ -188,14 +199,14 @@ export function renderNftables(
  */
 export function renderNftStructure(
   state: Readonly<StateDocument>,
-  capabilities: NftCapabilities = { bridgeMeta: true },
+  capabilities: NftRenderOptions = { bridgeMeta: true },
 ): string {
   return renderTables(state, capabilities, undefined);
 }
 
 function renderTables(
   state: Readonly<StateDocument>,
-  capabilities: NftCapabilities,
+  capabilities: NftRenderOptions,
   published: PublishedElements | undefined,
 ): string {
   const all = networks(state);
@@ -221,6 +232,7 @@ function renderTables(
       : [`    elements = { ${(capabilities.uplinks ?? []).map(quote).join(", ")} }`]),
     "  }",
     ...vxlanPeerRules(state, all),
+    ...resolverRules(all, capabilities),
     ...publishedDeclarations(published),
     "  chain forward {",
     "    type filter hook forward priority -10; policy accept;",
@@ -308,6 +320,68 @@ function vxlanPeerRules(state: Readonly<StateDocument>, all: NetworkRecord[]): s
 
 /** The nftables set of the underlay addresses of this host's multi-host peers. */
 const VXLAN_PEER_SET = "vxlan_peers";
+
+/** The nftables set metering each client of the resolver (a dynamic set of source addresses). */
+const RESOLVER_FLOOD_SET = "resolver_flood";
+/**
+ * The packet filter's own limit per client of the resolver, UDP only (TCP has the resolver's
+ * connection caps): twice what the resolver answers one source, so a client within that never
+ * meets this one, while a flood is cut in the kernel instead of costing the plugin's event
+ * loop about 12 µs a packet to receive and drop. As many clients are metered as the resolver
+ * keeps buckets for, each forgotten after a minute of silence; past that a new source goes
+ * unmetered here (the resolver's buckets still hold).
+ */
+const RESOLVER_FLOOD_RATE = 2 * RESOLVER_LIMITS.perSourceRate;
+const RESOLVER_FLOOD_BURST = 2 * RESOLVER_LIMITS.perSourceBurst;
+const RESOLVER_FLOOD_SIZE = RESOLVER_LIMITS.maxSources;
+
+/**
+ * The resolver's address (on `lo`) answers only this host: the host itself (`lo`), the
+ * containers of this host's multi-host networks from their own bridge, and those of any other
+ * container network of the host (a bridge or a veth that is not an uplink). A packet to it
+ * from anywhere else (the LAN, through an uplink or any other interface; a forged container
+ * address from outside) is dropped. The other container networks are let through on purpose:
+ * the `dns` setting is daemon-wide, so every container of the host asks this resolver first,
+ * and only a reply (REFUSED) sends it on to its next server at once; a drop would make it wait
+ * out its timeout (4 s in Docker, 5 s in glibc) on every lookup.
+ */
+function resolverRules(all: NetworkRecord[], options: NftRenderOptions): string[] {
+  if (options.resolverAddress === undefined) return [];
+  const parsed = tryParseAddress(options.resolverAddress);
+  if (parsed === undefined || parsed.v6) {
+    throw internal(
+      `cannot render the resolver's packet filter: "${options.resolverAddress}" is not an IPv4 address`,
+    );
+  }
+  const to = `ip daddr ${formatAddress(parsed)}`;
+  const multiHost = all.flatMap((network) =>
+    network.vxlanId === undefined
+      ? []
+      : network.ipv4.map(
+          (item) =>
+            `    iifname ${quote(network.bridge)} ip saddr ${item.pool} return comment "a multi-host network's containers"`,
+        ),
+  );
+  return [
+    `  set ${RESOLVER_FLOOD_SET} {`,
+    "    type ipv4_addr;",
+    `    size ${RESOLVER_FLOOD_SIZE};`,
+    "    flags dynamic,timeout;",
+    "    timeout 1m;",
+    "  }",
+    "  chain resolver_input {",
+    "    type filter hook input priority -1; policy accept;",
+    `    ${to} meta l4proto { tcp, udp } th dport 53 jump resolver_clients`,
+    `    ${to} udp dport 53 iifname != "lo" update @${RESOLVER_FLOOD_SET} { ip saddr limit rate over ${RESOLVER_FLOOD_RATE}/second burst ${RESOLVER_FLOOD_BURST} packets } drop comment "a flood from one client"`,
+    "  }",
+    "  chain resolver_clients {",
+    '    iifname "lo" return comment "the host itself"',
+    ...multiHost,
+    `    iifname != @${UPLINK_SET} meta iifkind { "bridge", "veth" } return comment "another container network: refused by the resolver, at once"`,
+    `    drop comment "the resolver answers only this host's containers"`,
+    "  }",
+  ];
+}
 // ---------------------------------------------------------------------------------------------
 // Published ports (`-p`) as set and map elements. The rules that use them are fixed; what an
 // endpoint publishes is elements only, so publishing or revoking is one small transaction

@@ -223,6 +223,82 @@ describe("VXLAN from peer hosts only", () => {
   });
 });
 
+describe("the resolver's address only for this host", () => {
+  const resolverPart = (rendered: string): string =>
+    rendered.slice(rendered.indexOf("  set resolver_flood"), rendered.indexOf("  map published {"));
+
+  // Regression: nothing kept the LAN from the resolver's address: any neighbour could route to
+  // it through this host and make the plugin's event loop answer.
+  it("takes port 53 only from lo, the multi-host bridges' subnets and other container networks (golden)", {
+    timeout: 10_000,
+  }, () => {
+    const document = state(
+      network("n1", "sy-mesh", "10.60.0.0/24", { vxlanId: 4242 }),
+      network("n2", "sy-one", "10.1.0.0/24"),
+      network("n3", "sy-wide", "10.61.0.0/16", {
+        vxlanId: 4343,
+        ipv4: [{ pool: "10.61.0.0/16" }, { pool: "10.62.0.0/16", gateway: "10.62.0.1/16" }],
+      }),
+    );
+    const rendered = renderNftables(document, {
+      bridgeMeta: true,
+      uplinks: ["eth0"],
+      resolverAddress: "169.254.53.53",
+    });
+    assert.equal(
+      resolverPart(rendered),
+      `  set resolver_flood {
+    type ipv4_addr;
+    size 4096;
+    flags dynamic,timeout;
+    timeout 1m;
+  }
+  chain resolver_input {
+    type filter hook input priority -1; policy accept;
+    ip daddr 169.254.53.53 meta l4proto { tcp, udp } th dport 53 jump resolver_clients
+    ip daddr 169.254.53.53 udp dport 53 iifname != "lo" update @resolver_flood { ip saddr limit rate over 200/second burst 400 packets } drop comment "a flood from one client"
+  }
+  chain resolver_clients {
+    iifname "lo" return comment "the host itself"
+    iifname "sy-mesh" ip saddr 10.60.0.0/24 return comment "a multi-host network's containers"
+    iifname "sy-wide" ip saddr 10.61.0.0/16 return comment "a multi-host network's containers"
+    iifname "sy-wide" ip saddr 10.62.0.0/16 return comment "a multi-host network's containers"
+    iifname != @uplinks meta iifkind { "bridge", "veth" } return comment "another container network: refused by the resolver, at once"
+    drop comment "the resolver answers only this host's containers"
+  }
+`,
+    );
+    // The structure (what decides between a rebuild and an element update) carries it too.
+    assert.ok(
+      renderNftStructure(document, { bridgeMeta: true, resolverAddress: "169.254.53.53" }).includes(
+        "chain resolver_clients",
+      ),
+    );
+  });
+
+  it("guards the address with no multi-host network yet, and renders nothing without one", {
+    timeout: 10_000,
+  }, () => {
+    const document = state(network("n2", "sy-one", "10.1.0.0/24"));
+    const guarded = resolverPart(
+      renderNftables(document, { bridgeMeta: true, resolverAddress: "169.254.53.53" }),
+    );
+    assert.match(guarded, /iifname "lo" return comment "the host itself"\n {4}iifname != @uplinks/);
+    assert.doesNotMatch(renderNftables(document), /resolver|dport 53/);
+  });
+
+  it("refuses to render an address that is not IPv4", { timeout: 10_000 }, () => {
+    const document = state(network("n2", "sy-one", "10.1.0.0/24"));
+    for (const resolverAddress of ["fd00::53", "169.254.53.53; flush ruleset", ""]) {
+      assert.throws(
+        () => renderNftables(document, { bridgeMeta: true, resolverAddress }),
+        /is not an IPv4 address/,
+        resolverAddress,
+      );
+    }
+  });
+});
+
 describe("published ports as elements", () => {
   const withPorts = (ports: StateDocument["endpoints"][string]["ports"]): StateDocument => {
     const document = state(network("n1", "sy-one", "10.1.0.0/24"));

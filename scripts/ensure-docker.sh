@@ -38,6 +38,7 @@ need=()
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 command -v iptables >/dev/null 2>&1 || need+=(iptables)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v conntrack >/dev/null 2>&1 || need+=(conntrack)  # the plugin deletes UDP conntrack entries
 [[ -x /bin/busybox ]] || need+=(busybox-static)
 command -v docker-registry >/dev/null 2>&1 || need+=(docker-registry) # registry tests
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)                # multi-host tests

@@ -19,7 +19,7 @@ done
 [[ -f dist/main.js ]] || { echo "build-plugin: dist/main.js is missing; run npm run build" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$rootfs"/{app,usr/local/bin,usr/sbin,usr/bin,etc,tmp,run/docker/plugins,var/lib/switchyard,host/run,proc,sys,dev}
+mkdir -p "$rootfs"/{app,usr/local/bin,usr/sbin,usr/bin,etc,tmp,run/docker/plugins,var/lib/switchyard,host/docker-api,proc,sys,dev}
 chmod 1777 "$rootfs/tmp"
 
 # The version goes into the description, which `docker plugin ls` and `docker plugin inspect` show.

@@ -50,60 +50,80 @@ async function main(): Promise<void> {
   const warnings = new HostWarnings();
   const firewall = new TimedFirewall(createFirewall(runner, logger, warnings), metrics);
   const datapath = new IpDatapath(runner);
-  let network: NetworkDriver | undefined;
   let names: NameService | undefined;
-  const cluster = await createCluster(settings, state, runner, logger, metrics, {
-    onPeers: (vni, peers) => {
-      network
-        ?.updatePeers(vni, peers)
-        .catch((error: unknown) => logger.error({ err: error, vni }, "cannot update peer hosts"));
-    },
-    onNames: (vni, published) => names?.onNames(vni, published),
-  });
-  if (cluster !== undefined && settings.dnsAddress !== undefined) {
-    const [{ NameService }, { SocketDockerApi }] = await Promise.all([
-      import("./discovery/name-service.ts"),
-      import("./discovery/docker-api.ts"),
-    ]);
-    names = new NameService({
-      address: settings.dnsAddress,
-      state: () => state.document,
-      cluster,
-      docker: new SocketDockerApi(settings.dockerSocket),
-      datapath,
-      logger,
-    });
-  }
+  const dockerSendsNames = await dockerNamesContainers();
+  const multiHost = settings.etcdEndpoints.length > 0;
+  const resolves = multiHost && settings.dnsAddress !== undefined;
   // Docker 29 names the container in RequestAddress: the IPAM side keeps the name for the
   // network side's CreateEndpoint, so endpoints know their container without the Docker API.
   const addressNames = new AddressNames();
-  network = new NetworkDriver({
+  const network = new NetworkDriver({
     state,
     datapath,
     firewall,
     publisher: new ProxyPublisher(logger),
     logger,
     metrics,
-    ...(cluster === undefined ? {} : { cluster }),
-    ...(names === undefined ? {} : { resolverAddress: settings.dnsAddress }),
+    ...(resolves ? { resolverAddress: settings.dnsAddress } : {}),
+    addressNames,
+    names: { endpointsChanged: () => names?.endpointsChanged() },
+  });
+  const ipam = new IpamDriver({
+    state,
+    hostPrefixes: () => datapath.hostPrefixes(),
+    logger,
+    dockerSendsNames,
     addressNames,
   });
-  const dockerSendsNames = await dockerNamesContainers();
   const app = buildApp({
     network,
-    ipam: new IpamDriver({
-      state,
-      hostPrefixes: () => datapath.hostPrefixes(),
-      ...(cluster === undefined ? {} : { cluster }),
-      logger,
-      dockerSendsNames,
-      addressNames,
-    }),
+    ipam,
     state: () => state.document,
     metrics,
     warnings: () => warnings.list(),
     logger,
   });
+
+  // The multi-host side: a failure to set it up (a missing TLS file, no default route yet at
+  // boot) never stops the plugin, which would take single-host networks down with it; it is
+  // retried in the background, and multi-host calls say why until it is up.
+  let cluster: ClusterService | undefined;
+  const setUpCluster = async (): Promise<boolean> => {
+    try {
+      const service = await createCluster(settings, state, runner, logger, metrics, {
+        onPeers: (vni, peers) => {
+          network
+            .updatePeers(vni, peers)
+            .catch((error: unknown) =>
+              logger.error({ err: error, vni }, "cannot update peer hosts"),
+            );
+        },
+        onNames: (vni, published) => names?.onNames(vni, published),
+      });
+      if (service === undefined) return true;
+      if (resolves && settings.dnsAddress !== undefined)
+        names = await createNameService(
+          settings,
+          state,
+          service,
+          datapath,
+          logger,
+          dockerSendsNames,
+        );
+      cluster = service;
+      network.attachCluster(service);
+      ipam.attachCluster(service);
+      warnings.set(CLUSTER_WARNING, undefined);
+      return true;
+    } catch (error) {
+      const reason = `multi-host networks are not available yet: ${error instanceof Error ? error.message : String(error)}; retrying every ${CLUSTER_RETRY_MS / 1000} s`;
+      if (warnings.set(CLUSTER_WARNING, reason)) logger.error({ err: error }, reason);
+      network.clusterPending(reason);
+      ipam.clusterPending(reason);
+      return false;
+    }
+  };
+  const clusterPending = multiHost && !(await setUpCluster());
 
   await listenOnSocket(app, settings.socketPath);
   logger.info(
@@ -145,6 +165,22 @@ async function main(): Promise<void> {
     .finally(() => cluster?.resume(driver.clusterNetworks()));
   // Names across hosts: the resolver and the publisher run beside requests, never in them.
   void names?.start();
+  if (clusterPending) {
+    const retry = setInterval(() => {
+      void setUpCluster().then((up) => {
+        if (!up) return;
+        clearInterval(retry);
+        logger.info("multi-host networks are up");
+        void names?.start();
+        // What start-up could not repair without the cluster (VXLAN devices), then re-join.
+        driver
+          .reconcile()
+          .catch((error: unknown) => logger.error({ err: error }, "cannot reconcile the host"))
+          .finally(() => cluster?.resume(driver.clusterNetworks()));
+      });
+    }, CLUSTER_RETRY_MS);
+    retry.unref();
+  }
   driver
     .restorePublishedPorts()
     .catch((error: unknown) => logger.error({ err: error }, "cannot restore published ports"));
@@ -166,6 +202,56 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+}
+
+/** The status view's warning while the multi-host side cannot be set up. */
+const CLUSTER_WARNING = "cluster-setup";
+/** How often a multi-host side that could not be set up is tried again. */
+const CLUSTER_RETRY_MS = 10_000;
+
+/** The resolver and publisher of names across hosts, with the access the user granted. */
+async function createNameService(
+  settings: Settings,
+  state: StateManager,
+  cluster: ClusterService,
+  datapath: IpDatapath,
+  logger: Logger,
+  dockerSendsNames: boolean,
+): Promise<NameService> {
+  const [{ NameService }, { SocketDockerApi, dockerApiGranted }] = await Promise.all([
+    import("./discovery/name-service.ts"),
+    import("./discovery/docker-api.ts"),
+  ]);
+  const granted = await dockerApiGranted(settings.dockerSocket, settings.stateDir);
+  logNamesMode(logger, granted, dockerSendsNames);
+  return new NameService({
+    address: settings.dnsAddress ?? "",
+    state: () => state.document,
+    cluster,
+    docker: granted ? new SocketDockerApi(settings.dockerSocket) : undefined,
+    datapath,
+    logger,
+  });
+}
+
+/** Says once which names across hosts this host can publish, and with which access. */
+function logNamesMode(logger: Logger, granted: boolean, dockerSendsNames: boolean): void {
+  if (granted) {
+    logger.info(
+      { dockerApi: "granted" },
+      "names across hosts: container names from Docker's requests, and network aliases and renames from the Docker API (the docker-api mount the user granted)",
+    );
+  } else if (dockerSendsNames) {
+    logger.info(
+      { dockerApi: "not granted" },
+      "names across hosts: container names from Docker's requests; network aliases (Compose service names) need the docker-api grant (see README)",
+    );
+  } else {
+    logger.warn(
+      { dockerApi: "not granted" },
+      "names across hosts: Docker before 29 sends no container names, and the Docker API is not granted: containers of this host resolve on no other host until you grant it (docker plugin set switchyard:latest docker-api.source=/run; see README)",
+    );
+  }
 }
 
 /** The kernel's fixed inode number of the initial time namespace (PROC_TIME_INIT_INO). */

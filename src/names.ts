@@ -2,6 +2,9 @@ import { createHash } from "node:crypto";
 import { badRequest } from "./errors.ts";
 import { parseAddressOrPrefix } from "./ipam/prefix.ts";
 
+/** An ID as Docker prints it: the first 12 characters. */
+export const shortId = (id: string): string => id.slice(0, 12);
+
 /** Linux IFNAMSIZ is 16 including the terminating NUL. */
 export const MAX_INTERFACE_NAME = 15;
 

@@ -107,7 +107,7 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
   }
   return {
     ...(dnsAddress === undefined ? {} : { dnsAddress: formatAddress(dnsAddress) }),
-    dockerSocket: env.DOCKER_SOCKET || "/host/run/docker.sock",
+    dockerSocket: env.DOCKER_SOCKET || "/host/docker-api/docker.sock",
     etcdEndpoints,
     ...(file("ETCD_CA_FILE") === undefined ? {} : { etcdCaFile: file("ETCD_CA_FILE") }),
     ...(file("ETCD_CERT_FILE") === undefined ? {} : { etcdCertFile: file("ETCD_CERT_FILE") }),

@@ -1,4 +1,6 @@
+import { stat } from "node:fs/promises";
 import { request } from "node:http";
+import { dirname } from "node:path";
 
 /** A Docker event as `/events` streams it (only the fields read here). */
 export interface DockerEvent {
@@ -17,6 +19,20 @@ export interface DockerApi {
     onEvent: (event: DockerEvent) => void,
     signal: AbortSignal,
   ): Promise<void>;
+}
+
+/**
+ * Whether the user granted the Docker API: pointed the `docker-api` mount at a directory of
+ * their own (`docker plugin set switchyard:latest docker-api.source=/run`). Its default source
+ * is the state directory, which holds no socket: the same directory as the state mount.
+ */
+export async function dockerApiGranted(socketPath: string, stateDir: string): Promise<boolean> {
+  const [mount, state] = await Promise.all([
+    stat(dirname(socketPath)).catch(() => undefined),
+    stat(stateDir).catch(() => undefined),
+  ]);
+  if (mount === undefined) return false;
+  return state === undefined || mount.dev !== state.dev || mount.ino !== state.ino;
 }
 
 /** A reply larger than this is refused rather than buffered (an inspect is a few kB). */

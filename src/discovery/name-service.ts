@@ -4,7 +4,7 @@ import type { Datapath } from "../datapath/datapath.ts";
 import { DnsServer } from "../dns/server.ts";
 import { bareAddress, type StateDocument } from "../state/model.ts";
 import type { DockerApi } from "./docker-api.ts";
-import { LocalNames, type LocalNetwork } from "./local-names.ts";
+import { type LocalEndpoint, LocalNames, type LocalNetwork } from "./local-names.ts";
 import { NameTable } from "./name-table.ts";
 import { answerQuestion, networksOfClient } from "./resolver.ts";
 
@@ -35,7 +35,8 @@ export class NameService {
     address: string;
     state: () => Readonly<StateDocument>;
     cluster: ClusterService;
-    docker: DockerApi;
+    /** The Docker API when the user granted it (the `docker-api` mount); else undefined. */
+    docker: DockerApi | undefined;
     datapath: Datapath;
     logger: Logger;
   }) {
@@ -56,6 +57,11 @@ export class NameService {
       resolve: (question, client) =>
         answerQuestion(question, networksOfClient(this.#state(), client.address), this.#table),
     });
+  }
+
+  /** An endpoint of a network was made or removed here: publish this host's names again. */
+  endpointsChanged(): void {
+    this.#local.refresh();
   }
 
   /** The etcd watch reported a network's names (all hosts'). */
@@ -99,18 +105,21 @@ export class NameService {
   }
 }
 
-/** The multi-host networks of a state and their endpoints' addresses. */
+/** The multi-host networks of a state and their endpoints: IPv4 address and container name. */
 export function localNetworks(state: Readonly<StateDocument>): LocalNetwork[] {
-  const networks = new Map<string, LocalNetwork & { addresses: Map<string, string> }>();
+  const networks = new Map<string, LocalNetwork & { endpoints: LocalEndpoint[] }>();
   for (const network of Object.values(state.networks)) {
     if (network.vxlanId === undefined) continue;
-    networks.set(network.id, { networkId: network.id, vni: network.vxlanId, addresses: new Map() });
+    networks.set(network.id, { networkId: network.id, vni: network.vxlanId, endpoints: [] });
   }
   for (const endpoint of Object.values(state.endpoints)) {
     const network = networks.get(endpoint.networkId);
-    if (network !== undefined && endpoint.address !== undefined) {
-      network.addresses.set(endpoint.id, bareAddress(endpoint.address));
-    }
+    if (network === undefined) continue;
+    network.endpoints.push({
+      endpointId: endpoint.id,
+      ...(endpoint.address === undefined ? {} : { ipv4: bareAddress(endpoint.address) }),
+      ...(endpoint.name === undefined ? {} : { name: endpoint.name }),
+    });
   }
   return [...networks.values()];
 }

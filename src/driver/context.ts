@@ -18,7 +18,10 @@ export interface DriverContext {
   publisher: PortPublisher;
   logger: Logger;
   locks: KeyedLocks;
+  /** The multi-host side: set once it is up (it may come up after start, see main.ts). */
   cluster: ClusterService | undefined;
+  /** Why multi-host networks are not available yet, while ETCD_ENDPOINTS is set but not up. */
+  clusterPending?: string;
   /** Veth deletions still running after their DeleteEndpoint was answered. */
   deletions: PendingDeletions;
   metrics: Metrics;
@@ -26,6 +29,8 @@ export interface DriverContext {
   resolverAddress?: string;
   /** Container names sent with RequestAddress, given to the endpoint with that address. */
   addressNames?: AddressNames;
+  /** Names across hosts, told when an endpoint of a multi-host network comes or goes. */
+  names?: { endpointsChanged(): void };
 }
 
 /** Lock key of one network: its requests run one at a time, other networks' beside them. */

@@ -122,6 +122,7 @@ export class Endpoints {
         await datapath.deleteLink(hostVeth);
         throw error;
       }
+      this.#namesChanged(network.id);
       return input.mac === undefined ? { mac } : {};
     });
   }
@@ -138,7 +139,7 @@ export class Endpoints {
       const endpoint = lookupEndpoint(this.#context.state.document, networkId, endpointId);
       if (endpoint === undefined) return; // already gone: Docker may retry
       await this.forget(endpoint);
-      this.#withdrawNames(networkId, endpointId);
+      this.#namesChanged(networkId);
       this.#context.deletions.add(
         networkId,
         endpoint.hostVeth,
@@ -148,19 +149,13 @@ export class Endpoints {
   }
 
   /**
-   * The container's names on a multi-host network stop resolving on other hosts at once; if
-   * etcd is away, they go with this host's lease or at the next resync.
+   * An endpoint of a multi-host network came or went: the names this host publishes are
+   * derived again (the cluster retries until etcd agrees), so they appear and stop resolving
+   * on other hosts at once.
    */
-  #withdrawNames(networkId: string, endpointId: string): void {
-    const vni = this.#context.state.document.networks[networkId]?.vxlanId;
-    const cluster = this.#context.cluster;
-    if (vni === undefined || cluster === undefined) return;
-    cluster.withdrawNames(vni, endpointId).catch((error: unknown) => {
-      this.#context.logger.warn(
-        { err: error, vni, endpoint: endpointId.slice(0, 12) },
-        "cannot withdraw the container's names from etcd; they go at the next resync",
-      );
-    });
+  #namesChanged(networkId: string): void {
+    if (this.#context.state.document.networks[networkId]?.vxlanId === undefined) return;
+    this.#context.names?.endpointsChanged();
   }
 
   /** Drops an endpoint's record and its published ports (the caller holds its locks). */

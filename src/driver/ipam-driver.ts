@@ -15,7 +15,9 @@ import type { AddressNames } from "./address-names.ts";
  */
 export class IpamDriver {
   readonly #state: StateManager;
-  readonly #cluster: ClusterService | undefined;
+  #cluster: ClusterService | undefined;
+  /** Why the multi-host side is not up yet, while ETCD_ENDPOINTS is set (see main.ts). */
+  #clusterPending: string | undefined;
   readonly #logger: Logger | undefined;
   /** Block claims in flight per VXLAN id: one at a time, so a burst claims one block, not many. */
   readonly #claiming = new Map<number, Promise<void>>();
@@ -43,6 +45,17 @@ export class IpamDriver {
     this.#logger = deps.logger;
     this.#dockerSendsNames = deps.dockerSendsNames ?? true;
     this.#addressNames = deps.addressNames;
+  }
+
+  /** The multi-host side came up after start: multi-host pools hand out addresses again. */
+  attachCluster(cluster: ClusterService): void {
+    this.#cluster = cluster;
+    this.#clusterPending = undefined;
+  }
+
+  /** ETCD_ENDPOINTS is set but the multi-host side is not up: multi-host pools say why. */
+  clusterPending(reason: string): void {
+    if (this.#cluster === undefined) this.#clusterPending = reason;
   }
 
   /** The multi-host network a pool belongs to, if any. */
@@ -128,6 +141,14 @@ export class IpamDriver {
       this.#state.ipam.pool(input.poolId)?.sticky
     ) {
       return this.#requestSticky(input.poolId, input.options?.[OptionKeys.endpointName]);
+    }
+    // Without etcd a multi-host pool hands out nothing: an address taken here alone could be
+    // another host's.
+    if (shared !== undefined && cluster === undefined && !gateway) {
+      throw internal(
+        this.#clusterPending ??
+          `vxlan.id ${shared.vni} is a multi-host network, and multi-host networks need etcd: set ETCD_ENDPOINTS`,
+      );
     }
     if (shared === undefined || cluster === undefined || gateway) {
       return this.#state.commit((_state, ipam) =>

@@ -27,7 +27,22 @@ export class NetworkDriver {
   readonly #endpoints: Endpoints;
   readonly #publishing: Publishing;
   readonly #overlay: Overlay;
+  readonly #context: DriverContext;
   readonly #reconciler: Reconciler;
+
+  /**
+   * The multi-host side came up after start (etcd or the underlay were not ready): from now
+   * on multi-host networks work; the caller reconciles and re-joins them.
+   */
+  attachCluster(cluster: ClusterService): void {
+    this.#context.cluster = cluster;
+    delete this.#context.clusterPending;
+  }
+
+  /** ETCD_ENDPOINTS is set but the multi-host side is not up: multi-host calls say why. */
+  clusterPending(reason: string): void {
+    if (this.#context.cluster === undefined) this.#context.clusterPending = reason;
+  }
 
   constructor(deps: {
     state: StateManager;
@@ -41,6 +56,8 @@ export class NetworkDriver {
     resolverAddress?: string;
     /** Shared with the IPAM driver: the container names Docker 29 sends with RequestAddress. */
     addressNames?: AddressNames;
+    /** Names across hosts, told when an endpoint of a multi-host network comes or goes. */
+    names?: { endpointsChanged(): void };
   }) {
     const context: DriverContext = {
       state: deps.state,
@@ -54,7 +71,9 @@ export class NetworkDriver {
       metrics: deps.metrics ?? new Metrics(),
       ...(deps.resolverAddress === undefined ? {} : { resolverAddress: deps.resolverAddress }),
       ...(deps.addressNames === undefined ? {} : { addressNames: deps.addressNames }),
+      ...(deps.names === undefined ? {} : { names: deps.names }),
     };
+    this.#context = context;
     this.#overlay = new Overlay(context);
     this.#networks = new Networks(context, this.#overlay);
     this.#endpoints = new Endpoints(context, this.#networks);

@@ -1,4 +1,4 @@
-import { badRequest, conflict, SwitchyardError } from "../errors.ts";
+import { badRequest, conflict, internal, SwitchyardError } from "../errors.ts";
 import { vxlanDeviceName } from "../names.ts";
 import type {
   ClusterState,
@@ -54,6 +54,9 @@ export class Overlay {
     enableIpv6 = false,
   ): Promise<OverlayJoin> {
     const cluster = this.#context.cluster;
+    if (cluster === undefined && this.#context.clusterPending !== undefined) {
+      throw internal(this.#context.clusterPending);
+    }
     if (cluster === undefined) {
       throw badRequest(
         "option vxlan.id makes a multi-host network, which needs etcd: docker plugin set switchyard:latest ETCD_ENDPOINTS=http://HOST:2379 (while disabled)",

@@ -47,5 +47,4 @@ export function namesFromInspect(body: unknown): DockerNames {
   return { networks, containers };
 }
 
-/** An ID as Docker prints it: the first 12 characters. */
-export const shortId = (id: string): string => id.slice(0, 12);
+export { shortId } from "../names.ts";

@@ -46,9 +46,13 @@ function member(kv: MemoryKeyValueStore, hostId: string, seen: Map<number, Publi
   return cluster;
 }
 
-async function until(what: string, check: () => boolean, ms = 3_000): Promise<void> {
+async function until(
+  what: string,
+  check: () => boolean | Promise<boolean>,
+  ms = 3_000,
+): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
     await sleep(10);
   }
@@ -218,7 +222,10 @@ describe("the resolver's answers", () => {
     assert.deepEqual(networksOfClient(state, "10.62.0.9"), [], "not a multi-host network");
     assert.deepEqual(networksOfClient(state, "172.17.0.2"), []);
     assert.deepEqual(
-      localNetworks(state).map((local) => [local.vni, [...local.addresses]]),
+      localNetworks(state).map((local) => [
+        local.vni,
+        local.endpoints.map((endpoint) => [endpoint.endpointId, endpoint.ipv4]),
+      ]),
       [
         [
           4242,
@@ -274,18 +281,23 @@ describe("publishing this host's container names from the Docker API", () => {
       const cluster = member(kv, "host-a", new Map());
       await cluster.joinNetwork(4242, CONFIG, { fresh: true });
       const docker = new FakeDocker();
-      const addresses = new Map([
-        ["ep1", "10.60.0.5"],
-        ["ep2", "10.60.0.6"],
-      ]);
+      const endpoints = [
+        { endpointId: "ep1", ipv4: "10.60.0.5" },
+        { endpointId: "ep2", ipv4: "10.60.0.6" },
+      ];
       const names = new LocalNames({
         docker,
         cluster,
-        networks: () => [{ networkId: "net1", vni: 4242, addresses }],
+        networks: () => [{ networkId: "net1", vni: 4242, endpoints }],
         logger: silent,
         resyncMs: 60_000,
       });
       running.push(names);
+      /** What etcd holds for an endpoint of host-a: its names, or undefined. */
+      const stored = async (endpointId: string): Promise<string[] | undefined> => {
+        const value = await kv.get(`switchyard/v1/networks/4242/names/host-a/${endpointId}`);
+        return value === undefined ? undefined : (JSON.parse(value) as { names: string[] }).names;
+      };
       docker.containers.set("c1", {
         Name: "/web1",
         NetworkSettings: {
@@ -297,13 +309,10 @@ describe("publishing this host's container names from the Docker API", () => {
       });
       docker.networks.set("net1", { c1: { EndpointID: "ep1" } });
       names.start();
-      await until("web1 published", () => cluster.publishedNames(4242).has("ep1"));
-      assert.deepEqual(cluster.publishedNames(4242).get("ep1"), {
-        names: ["web1", "front", "abc123def456"],
-        ipv4: "10.60.0.5",
-      });
-      const stored = await kv.get("switchyard/v1/networks/4242/names/host-a/ep1");
-      assert.ok(stored?.includes('"web1"'), `stored: ${stored}`);
+      await until("web1 published", async () => (await stored("ep1")) !== undefined);
+      assert.deepEqual(await stored("ep1"), ["web1", "front", "abc123def456"]);
+      const raw = await kv.get("switchyard/v1/networks/4242/names/host-a/ep1");
+      assert.ok(raw?.includes('"ipv4":"10.60.0.5"'), `stored: ${raw}`);
 
       docker.containers.set("c2", {
         Name: "/web2",
@@ -316,8 +325,8 @@ describe("publishing this host's container names from the Docker API", () => {
         Action: "connect",
         Actor: { ID: "net1", Attributes: { container: "c2" } },
       });
-      await until("web2 published", () => cluster.publishedNames(4242).has("ep2"));
-      assert.deepEqual(cluster.publishedNames(4242).get("ep2")?.names, ["web2", "w2"]);
+      await until("web2 published", async () => (await stored("ep2")) !== undefined);
+      assert.deepEqual(await stored("ep2"), ["web2", "w2"]);
 
       // Docker no longer lists c1 (it went while this host missed the event): the resync withdraws it.
       docker.networks.set("net1", { c2: { EndpointID: "ep2" } });
@@ -326,9 +335,8 @@ describe("publishing this host's container names from the Docker API", () => {
         Action: "disconnect",
         Actor: { ID: "net1", Attributes: { container: "c1" } },
       });
-      await until("web1 withdrawn", () => !cluster.publishedNames(4242).has("ep1"));
-      assert.equal(await kv.get("switchyard/v1/networks/4242/names/host-a/ep1"), undefined);
-      assert.ok(cluster.publishedNames(4242).has("ep2"));
+      await until("web1 withdrawn", async () => (await stored("ep1")) === undefined);
+      assert.deepEqual(await stored("ep2"), ["web2", "w2"]);
 
       // docker rename web2 api: published again under the new name.
       docker.containers.set("c2", {
@@ -338,10 +346,8 @@ describe("publishing this host's container names from the Docker API", () => {
         },
       });
       docker.emit({ Type: "container", Action: "rename", Actor: { ID: "c2", Attributes: {} } });
-      await until("api published", () =>
-        (cluster.publishedNames(4242).get("ep2")?.names ?? []).includes("api"),
-      );
-      assert.deepEqual(cluster.publishedNames(4242).get("ep2")?.names, ["api", "w2"]);
+      await until("api published", async () => ((await stored("ep2")) ?? []).includes("api"));
+      assert.deepEqual(await stored("ep2"), ["api", "w2"]);
     },
   );
 });

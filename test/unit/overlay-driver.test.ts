@@ -191,3 +191,57 @@ describe("multi-host networks in the driver", () => {
     },
   );
 });
+
+describe("a multi-host side that could not be set up at start", () => {
+  it(
+    "multi-host calls say why until it is up; single-host ones never wait for it",
+    TIMEOUT,
+    async () => {
+      // Regression: a failed cluster set-up (no default route at boot, a missing TLS file)
+      // exited the process, and Docker then disabled the plugin: single-host networks too.
+      const kv = new MemoryKeyValueStore();
+      const first = await host(kv, "host-a");
+      const poolId = await switchyardPool(first);
+      assert.equal((await createNetwork(first)).status, 200);
+
+      const reason = "multi-host networks are not available yet: no default route; retrying";
+      const again = await buildTestApp(first.store);
+      again.network.clusterPending(reason);
+      again.ipam.clusterPending(reason);
+      const address = await again.call("/IpamDriver.RequestAddress", {
+        PoolID: poolId,
+        Address: "",
+        Options: {},
+      });
+      assert.equal(address.status, 500, "no address a host alone could hand out twice");
+      assert.equal(address.body.Err, reason);
+      const other = await again.call("/NetworkDriver.CreateNetwork", {
+        NetworkID: "cd".repeat(32),
+        Options: { "com.docker.network.generic": { "vxlan.id": "4343" } },
+        IPv4Data: [{ AddressSpace: "LocalDefault", Pool: "10.61.0.0/24", Gateway: "10.61.0.1/24" }],
+        IPv6Data: [],
+      });
+      assert.equal(other.body.Err, reason);
+      const single = await again.call("/IpamDriver.RequestPool", { Pool: "10.62.0.0/24" });
+      assert.equal(single.status, 200, "single-host networks work meanwhile");
+
+      const cluster = new ClusterService({
+        kv,
+        logger: pino({ level: "silent" }),
+        identity: { hostId: "host-a", vtep: "192.0.2.6" },
+        blockLength: 26,
+        onPeers: () => undefined,
+      });
+      running.push(cluster);
+      again.network.attachCluster(cluster);
+      again.ipam.attachCluster(cluster);
+      await cluster.joinNetwork(4242, { subnet: SUBNET, gateway: "10.60.0.1/24" });
+      const later = await again.call("/IpamDriver.RequestAddress", {
+        PoolID: poolId,
+        Address: "",
+        Options: {},
+      });
+      assert.equal(later.status, 200, JSON.stringify(later.body));
+    },
+  );
+});

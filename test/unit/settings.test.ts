@@ -53,7 +53,7 @@ describe("settings: the resolver of names across hosts", () => {
     assert.equal(readSettings({}).dnsAddress, "169.254.53.53");
     assert.equal(readSettings({ DNS_ADDRESS: "10.255.0.53" }).dnsAddress, "10.255.0.53");
     assert.equal(readSettings({ DNS_ADDRESS: "" }).dnsAddress, undefined);
-    assert.equal(readSettings({}).dockerSocket, "/host/run/docker.sock");
+    assert.equal(readSettings({}).dockerSocket, "/host/docker-api/docker.sock");
   });
 
   it("refuses anything but a unicast IPv4 address, naming the setting", TIMEOUT, () => {

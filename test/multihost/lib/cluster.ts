@@ -113,6 +113,9 @@ export interface Cluster {
   stopEtcd(): Promise<void>;
   /** `docker start` of the etcd container; resolves once etcd answers again. */
   startEtcd(): Promise<void>;
+  /** `docker pause` of etcd (frozen, as by SIGSTOP): its clients' requests time out. */
+  pauseEtcd(): Promise<void>;
+  unpauseEtcd(): Promise<void>;
   /** `docker pause` of a host's DinD container: everything in it, the plugin too, stops. */
   pauseHost(host: SimHost): Promise<void>;
   unpauseHost(host: SimHost): Promise<void>;
@@ -591,6 +594,13 @@ export async function startCluster(options: ClusterOptions): Promise<Cluster> {
     },
     async startEtcd() {
       await outerDocker(["start", ETCD_CONTAINER]);
+      await waitForEtcd();
+    },
+    async pauseEtcd() {
+      await outerDocker(["pause", ETCD_CONTAINER]);
+    },
+    async unpauseEtcd() {
+      await outerDocker(["unpause", ETCD_CONTAINER]);
       await waitForEtcd();
     },
     async pauseHost(host) {

@@ -51,6 +51,7 @@ async function main(): Promise<void> {
   const firewall = new TimedFirewall(createFirewall(runner, logger, warnings), metrics);
   const datapath = new IpDatapath(runner);
   let names: NameService | undefined;
+  let cluster: ClusterService | undefined;
   const dockerSendsNames = await dockerNamesContainers();
   const multiHost = settings.etcdEndpoints.length > 0;
   const resolves = multiHost && settings.dnsAddress !== undefined;
@@ -80,14 +81,13 @@ async function main(): Promise<void> {
     ipam,
     state: () => state.document,
     metrics,
-    warnings: () => warnings.list(),
+    warnings: () => [...warnings.list(), ...clusterWarnings(cluster)],
     logger,
   });
 
   // The multi-host side: a failure to set it up (a missing TLS file, no default route yet at
   // boot) never stops the plugin, which would take single-host networks down with it; it is
   // retried in the background, and multi-host calls say why until it is up.
-  let cluster: ClusterService | undefined;
   const setUpCluster = async (): Promise<boolean> => {
     try {
       const service = await createCluster(settings, state, runner, logger, metrics, {
@@ -202,6 +202,24 @@ async function main(): Promise<void> {
   };
   process.once("SIGTERM", () => stop("SIGTERM"));
   process.once("SIGINT", () => stop("SIGINT"));
+}
+
+/** What the multi-host side still owes etcd, for the status view: it is retried meanwhile. */
+function clusterWarnings(cluster: ClusterService | undefined): string[] {
+  if (cluster === undefined) return [];
+  return [
+    ...cluster
+      .namesOutOfSync()
+      .map(
+        ({ vni, reason }) =>
+          `names of vxlan.id ${vni} are not yet as they should be in etcd (${reason}); retrying`,
+      ),
+    ...cluster
+      .leavesPending()
+      .map(
+        (vni) => `vxlan.id ${vni} was removed here but etcd has not taken the leave yet; retrying`,
+      ),
+  ];
 }
 
 /** The status view's warning while the multi-host side cannot be set up. */

@@ -140,7 +140,7 @@ export class Overlay {
     } catch (error) {
       this.#context.logger.warn(
         { err: error, vni },
-        "cannot remove this host's entries from etcd; they age out or go with the last host",
+        "cannot remove this host's entries from etcd yet; retrying in the background",
       );
     }
   }

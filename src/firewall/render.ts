@@ -56,6 +56,16 @@ function markRules(): string[] {
 /** The nftables set of the host's uplinks (the interfaces of its default routes). */
 const UPLINK_SET = "uplinks";
 
+function uplinkDeclaration(capabilities: NftCapabilities): string[] {
+  const uplinks = capabilities.uplinks ?? [];
+  return [
+    `  set ${UPLINK_SET} {`,
+    "    type ifname;",
+    ...(uplinks.length === 0 ? [] : [`    elements = { ${uplinks.map(quote).join(", ")} }`]),
+    "  }",
+  ];
+}
+
 /**
  * Drops come before every accept of every network: an accept ends the chain, so another
  * network's "published port" accept must never get to see a packet an internal network or
@@ -182,7 +192,8 @@ function bridgeIccRules(network: NetworkRecord, capabilities: NftCapabilities): 
 
 /**
  * The whole nftables script for the state: deletes and re-creates Switchyard's tables in one
- * transaction, so the kernel never holds a half-applied ruleset. Empty state → tables removed.
+ * transaction, so the kernel never holds a half-applied ruleset. Empty state → tables removed
+ * (but for the resolver's guard, when `resolverAddress` is given).
  * Published ports are elements of named sets and maps, so that publishing or revoking one
  * changes elements ({@link renderPublishedUpdate}) instead of rebuilding every rule.
  */
@@ -216,7 +227,19 @@ function renderTables(
     `table bridge ${NFT_TABLE} {}`,
     `delete table bridge ${NFT_TABLE}`,
   ];
-  if (all.length === 0) return `${lines.join("\n")}\n`;
+  if (all.length === 0) {
+    // No network yet, but the resolver already listens (a multi-host host before its first
+    // network): its address is guarded all the same, nothing else is in the table.
+    if (capabilities.resolverAddress !== undefined) {
+      lines.push(
+        `table inet ${NFT_TABLE} {`,
+        ...uplinkDeclaration(capabilities),
+        ...resolverRules(all, capabilities),
+        "}",
+      );
+    }
+    return `${lines.join("\n")}\n`;
+  }
   const endpoints = Object.values(state.endpoints);
   const indent = (rules: string[]): string[] => rules.map((rule) => `    ${rule}`);
   lines.push(
@@ -225,12 +248,7 @@ function renderTables(
     "    type ifname;",
     `    elements = { ${all.map((network) => quote(network.bridge)).join(", ")} }`,
     "  }",
-    `  set ${UPLINK_SET} {`,
-    "    type ifname;",
-    ...((capabilities.uplinks ?? []).length === 0
-      ? []
-      : [`    elements = { ${(capabilities.uplinks ?? []).map(quote).join(", ")} }`]),
-    "  }",
+    ...uplinkDeclaration(capabilities),
     ...vxlanPeerRules(state, all),
     ...resolverRules(all, capabilities),
     ...publishedDeclarations(published),

@@ -11,6 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
 import { renderNftables } from "../../src/firewall/render.ts";
+import { emptyState } from "../../src/state/model.ts";
 import { FakeHost } from "../support/fake-host.ts";
 import { inNamespace } from "../support/netns.ts";
 
@@ -188,6 +189,18 @@ describe("the resolver's address answers only this host", { timeout: 120_000 }, 
     assert.equal(passed() - before, 0, "nothing from outside reached the socket");
     await sleep(200);
     assert.ok(!asked.includes("10.250.0.2") && !asked.includes(FORGED));
+  });
+
+  it("the guard alone, before the first network, is a script nft takes", {
+    timeout: 60_000,
+  }, () => {
+    const script = renderNftables(emptyState(), {
+      bridgeMeta: true,
+      uplinks: ["uplink"],
+      resolverAddress: RESOLVER,
+    });
+    // -c: checked by the kernel and aborted, so the rules under test stay as they are.
+    execFileSync("ip", ["netns", "exec", host.name, "nft", "-c", "-f", "-"], { input: script });
   });
 
   it("cuts a flood from one client in the kernel, and its neighbours are still answered", {

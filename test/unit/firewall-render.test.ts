@@ -287,6 +287,45 @@ describe("the resolver's address only for this host", () => {
     assert.doesNotMatch(renderNftables(document), /resolver|dport 53/);
   });
 
+  it("guards the address before the first network, and only it (golden)", {
+    timeout: 10_000,
+  }, () => {
+    assert.equal(
+      renderNftables(emptyState(), {
+        bridgeMeta: true,
+        uplinks: ["eth0"],
+        resolverAddress: "169.254.53.53",
+      }),
+      `table inet switchyard {}
+delete table inet switchyard
+table bridge switchyard {}
+delete table bridge switchyard
+table inet switchyard {
+  set uplinks {
+    type ifname;
+    elements = { "eth0" }
+  }
+  set resolver_flood {
+    type ipv4_addr;
+    size 4096;
+    flags dynamic,timeout;
+    timeout 1m;
+  }
+  chain resolver_input {
+    type filter hook input priority -1; policy accept;
+    ip daddr 169.254.53.53 meta l4proto { tcp, udp } th dport 53 jump resolver_clients
+    ip daddr 169.254.53.53 udp dport 53 iifname != "lo" update @resolver_flood { ip saddr limit rate over 200/second burst 400 packets } drop comment "a flood from one client"
+  }
+  chain resolver_clients {
+    iifname "lo" return comment "the host itself"
+    iifname != @uplinks meta iifkind { "bridge", "veth" } return comment "another container network: refused by the resolver, at once"
+    drop comment "the resolver answers only this host's containers"
+  }
+}
+`,
+    );
+  });
+
   it("refuses to render an address that is not IPv4", { timeout: 10_000 }, () => {
     const document = state(network("n2", "sy-one", "10.1.0.0/24"));
     for (const resolverAddress of ["fd00::53", "169.254.53.53; flush ruleset", ""]) {

@@ -6,6 +6,7 @@
 // parallel `docker run` with static and automatic addresses never share an address.
 
 import assert from "node:assert/strict";
+import { createSocket, type Socket } from "node:dgram";
 import { after, before, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { TEST_IMAGE } from "../e2e/lib/config.ts";
@@ -21,6 +22,47 @@ import {
   startCluster,
 } from "./lib/cluster.ts";
 import { addressOf, createMesh, pingFrom, resolveFrom } from "./lib/commands.ts";
+
+/** The name the machine's test resolver answers, and its address. */
+const UPSTREAM_NAME = "upstream.example";
+const UPSTREAM_ADDRESS = "10.9.9.9";
+
+/**
+ * A tiny resolver on the machine (the hosts' second `dns` server): an A record for
+ * UPSTREAM_NAME, NXDOMAIN for the rest. Stands in for the user's real upstream.
+ */
+async function startUpstream(address: string): Promise<Socket> {
+  const socket = createSocket("udp4");
+  socket.on("message", (query, peer) => {
+    if (query.length < 17) return;
+    // The question: labels from offset 12 to the zero byte, then type and class.
+    let offset = 12;
+    const labels: string[] = [];
+    while (offset < query.length && query[offset] !== 0) {
+      const length = query[offset] ?? 0;
+      labels.push(query.subarray(offset + 1, offset + 1 + length).toString("latin1"));
+      offset += length + 1;
+    }
+    const question = query.subarray(12, offset + 5);
+    const type = query.readUInt16BE(offset + 1);
+    const known = labels.join(".").toLowerCase() === UPSTREAM_NAME && type === 1;
+    const header = Buffer.alloc(12);
+    query.copy(header, 0, 0, 2);
+    header.writeUInt16BE(known ? 0x8180 : 0x8183, 2); // response, RD+RA; NOERROR or NXDOMAIN
+    header.writeUInt16BE(1, 4);
+    header.writeUInt16BE(known ? 1 : 0, 6);
+    const answer = Buffer.from([0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 30, 0, 4]);
+    const rdata = Buffer.from(UPSTREAM_ADDRESS.split(".").map(Number));
+    const reply = Buffer.concat(known ? [header, question, answer, rdata] : [header, question]);
+    socket.send(reply, peer.port, peer.address);
+  });
+  await new Promise<void>((resolve, reject) => {
+    socket.once("error", reject);
+    socket.bind(53, address, () => resolve());
+  });
+  socket.unref();
+  return socket;
+}
 
 /** Docker 29 and later name containers in RequestAddress: names need no Docker API there. */
 const DOCKER_29 = Number(DOCKER_RELEASE) >= 29;
@@ -66,6 +108,7 @@ describe("names across hosts (3 DinD hosts + etcd, dockerd --dns 169.254.53.53)"
   timeout: 900_000,
 }, () => {
   let cluster: Cluster | undefined;
+  let upstream: Socket | undefined;
   const hosts = (): [SimHost, SimHost, SimHost] => {
     assert.ok(cluster, "cluster did not start");
     const [h1, h2, h3] = cluster.hosts;
@@ -86,12 +129,16 @@ describe("names across hosts (3 DinD hosts + etcd, dockerd --dns 169.254.53.53)"
       // A simulated host is a container on a user-defined network, so its /etc/resolv.conf
       // says `options ndots:0`; with ndots set, Docker's embedded DNS forwards no single-label
       // name. Options of one's own (without ndots) replace the host's: the README says so.
-      dockerdArgs: ["--dns", RESOLVER, "--dns-opt", "timeout:2"],
+      // The machine's test resolver (UPSTREAM) is the next server, as a user's real one is.
+      dockerdArgs: ["--dns", RESOLVER, "--dns", CLUSTER_GATEWAY, "--dns-opt", "timeout:2"],
       images: [HAPROXY_IMAGE],
     });
+    // On the machine's address on sy-mh-net, which exists once the cluster is up.
+    upstream = await startUpstream(CLUSTER_GATEWAY);
   });
 
   after(async () => {
+    upstream?.close();
     // SY_MH_KEEP=1 keeps the hosts for a look after a failure (removed by the next run).
     if (process.env.SY_MH_KEEP !== "1") await cluster?.destroy();
   });
@@ -389,5 +436,52 @@ describe("names across hosts (3 DinD hosts + etcd, dockerd --dns 169.254.53.53)"
         ]),
       ),
     );
+  });
+  it("with the plugin disabled, or its address gone from lo, lookups go on to the next server", async (t) => {
+    // Regression guard: the resolver is first in every container's servers; a plugin that is
+    // disabled (or removed, and the host rebooted) must not make every lookup wait.
+    const [h1] = hosts();
+    await h1.docker(["network", "create", "plain"]);
+    await h1.docker([
+      "run",
+      "-d",
+      "--name",
+      "asker",
+      "--network",
+      "plain",
+      TEST_IMAGE,
+      "sleep",
+      "600",
+    ]);
+    const timed = async (): Promise<number> => {
+      const started = Date.now();
+      assert.deepEqual(await resolveFrom(h1, "asker", UPSTREAM_NAME), [UPSTREAM_ADDRESS]);
+      return Date.now() - started;
+    };
+    const exec = async (): Promise<number> => {
+      const started = Date.now();
+      await h1.docker(["exec", "asker", "true"]);
+      return Date.now() - started;
+    };
+    try {
+      const overhead = await exec();
+      const enabled = await timed();
+      await h1.docker(["plugin", "disable", "-f", PLUGIN]);
+      const disabled = await timed();
+      t.diagnostic(
+        `lookup ${enabled} ms with the plugin, ${disabled} ms disabled (exec ${overhead} ms)`,
+      );
+      assert.ok(disabled - overhead < 1_000, `disabled: ${disabled} ms (exec ${overhead} ms)`);
+      // A reboot with the plugin disabled: the address is gone from lo. The README's step (the
+      // address kept on lo by the host's own network config) makes it refuse at once again.
+      await h1.exec(["/usr/bin/ip", "address", "del", `${RESOLVER}/32`, "dev", "lo"]);
+      await h1.exec(["/usr/bin/ip", "address", "add", `${RESOLVER}/32`, "dev", "lo"]);
+      const rebooted = await timed();
+      assert.ok(rebooted - overhead < 1_000, `after the README's step: ${rebooted} ms`);
+    } finally {
+      await h1.dockerMayFail(["plugin", "enable", PLUGIN]);
+      await h1.dockerMayFail(["rm", "-f", "asker"]);
+      await h1.dockerMayFail(["network", "rm", "plain"]);
+    }
   });
 });

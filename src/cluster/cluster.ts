@@ -540,34 +540,6 @@ export class ClusterService {
     return this.#names.outOfSync();
   }
 
-  /**
-   * Adds one endpoint to the names set with {@link setLocalNames}; resolves or rejects with
-   * the outcome of the pass that follows (a failed one is retried all the same).
-   * @deprecated Use {@link setLocalNames}.
-   */
-  async publishNames(vni: number, endpointId: string, record: NameRecord): Promise<void> {
-    if (!this.#joined.has(vni)) return;
-    await this.#names.update(vni, (desired) => desired.set(endpointId, record));
-  }
-
-  /**
-   * Takes one endpoint out of the names set with {@link setLocalNames}; resolves or rejects
-   * with the outcome of the pass that follows (a failed one is retried all the same).
-   * @deprecated Use {@link setLocalNames}.
-   */
-  async withdrawNames(vni: number, endpointId: string): Promise<void> {
-    if (!this.#joined.has(vni)) return;
-    await this.#names.update(vni, (desired) => desired.delete(endpointId));
-  }
-
-  /**
-   * The names this host has on a network, endpoint ID → record, as last set (a copy).
-   * @deprecated Keep the set where it is derived; {@link setLocalNames} takes it whole.
-   */
-  publishedNames(vni: number): ReadonlyMap<string, NameRecord> {
-    return this.#names.desired(vni);
-  }
-
   /** Whether this host is (being) a member of the network in etcd. */
   isJoined(vni: number): boolean {
     return this.#joined.has(vni);

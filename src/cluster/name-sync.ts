@@ -47,13 +47,6 @@ export interface NamesOutOfSync {
   reason: string;
 }
 
-interface Waiter {
-  resolve: () => void;
-  reject: (error: unknown) => void;
-  /** Waits for etcd to agree (across failed passes), not for the next pass's outcome. */
-  untilSettled: boolean;
-}
-
 /** One network's names: what is wanted, and the passes' state. */
 interface NetworkNames {
   desired: Map<string, NameRecord>;
@@ -72,7 +65,8 @@ interface NetworkNames {
   timer: NodeJS.Timeout | undefined;
   failures: number;
   reason: string | undefined;
-  waiters: Waiter[];
+  /** Callers of {@link NameSync.settled}: resolved by a pass that succeeds, or by the close. */
+  waiters: (() => void)[];
 }
 
 /**
@@ -139,21 +133,6 @@ export class NameSync {
     this.#changed(vni, network);
   }
 
-  /** Changes the desired set; resolves or rejects with the outcome of the pass that follows. */
-  update(vni: number, change: (desired: Map<string, NameRecord>) => void): Promise<void> {
-    const network = this.#networks.get(vni);
-    if (network === undefined) return Promise.resolve();
-    change(network.desired);
-    const outcome = this.#wait(network, false);
-    this.#changed(vni, network);
-    return outcome;
-  }
-
-  /** The network's desired set (a copy). */
-  desired(vni: number): ReadonlyMap<string, NameRecord> {
-    return new Map(this.#networks.get(vni)?.desired ?? []);
-  }
-
   /** Runs a pass now (after a new lease, say), for a network whose set is known. */
   kick(vni: number): void {
     const network = this.#networks.get(vni);
@@ -168,7 +147,7 @@ export class NameSync {
     const network = this.#networks.get(vni);
     if (network === undefined || !network.known) return Promise.resolve();
     if (network.inSync && network.running === undefined) return Promise.resolve();
-    return this.#wait(network, true);
+    return new Promise((resolve) => network.waiters.push(resolve));
   }
 
   /** Networks whose last pass failed, and why. */
@@ -198,13 +177,7 @@ export class NameSync {
     network.closed = true;
     clearTimeout(network.timer);
     network.timer = undefined;
-    for (const waiter of network.waiters.splice(0)) waiter.resolve();
-  }
-
-  #wait(network: NetworkNames, untilSettled: boolean): Promise<void> {
-    return new Promise((resolve, reject) =>
-      network.waiters.push({ resolve, reject, untilSettled }),
-    );
+    for (const resolve of network.waiters.splice(0)) resolve();
   }
 
   #changed(vni: number, network: NetworkNames): void {
@@ -245,7 +218,7 @@ export class NameSync {
       network.failures = 0;
       network.reason = undefined;
       network.inSync = true;
-      for (const waiter of network.waiters.splice(0)) waiter.resolve();
+      for (const resolve of network.waiters.splice(0)) resolve();
     } else {
       network.failures += 1;
       network.reason =
@@ -255,9 +228,7 @@ export class NameSync {
         { err: failure.error, vni, tries: network.failures },
         "cannot bring this host's names in etcd up to date; retrying",
       );
-      const waiting = network.waiters.splice(0);
-      network.waiters = waiting.filter((waiter) => waiter.untilSettled);
-      for (const waiter of waiting) if (!waiter.untilSettled) waiter.reject(failure.error);
+      // Waiters stay: they wait for etcd to agree, which a later pass brings.
     }
     // A change during a failed pass is tried at the retry, with the others.
     const delay = failure === undefined ? this.#resyncMs : this.#retryDelay(network.failures);

@@ -58,6 +58,15 @@ async function eventually(check: () => void | Promise<void>): Promise<void> {
   }
 }
 
+/** Whether a promise has resolved yet, read later without awaiting it. */
+function settledYet(promise: Promise<void>): () => boolean {
+  let done = false;
+  promise.then(() => {
+    done = true;
+  });
+  return () => done;
+}
+
 /** What etcd holds under a host's names prefix: endpoint → value. */
 async function stored(
   kv: MemoryKeyValueStore,
@@ -78,21 +87,26 @@ describe("names in etcd are reconciled, not remembered", () => {
     "a withdrawal etcd missed is done at the first retry once etcd answers again",
     TIMEOUT,
     async () => {
-      // Regression: withdrawNames forgot the name before deleting it in etcd; when the delete
+      // Regression: a withdrawal forgot the name before deleting it in etcd; when the delete
       // failed (an etcd blip during docker rm) the name went on resolving on the other hosts,
       // under the host's live lease, until the host stopped.
       const kv = new MemoryKeyValueStore();
       const a = member(kv, "host-a", { retryDelay: () => 30 });
       await a.joinNetwork(VNI, CONFIG, { fresh: true });
-      await a.publishNames(VNI, "e1", WEB1);
-      kv.failing.add("delete");
-      await assert.rejects(a.withdrawNames(VNI, "e1"));
-      await sleep(100); // retries fail meanwhile
+      a.setLocalNames(VNI, new Map([["e1", WEB1]]));
+      await a.namesSettled(VNI);
       assert.deepEqual(await stored(kv), { e1: value(WEB1) });
-      assert.deepEqual(
-        a.namesOutOfSync().map((entry) => entry.vni),
-        [VNI],
+      kv.failing.add("delete");
+      a.setLocalNames(VNI, new Map());
+      await eventually(() =>
+        assert.deepEqual(a.namesOutOfSync(), [
+          { vni: VNI, reason: "etcd is unreachable (memory store): delete failed" },
+        ]),
       );
+      const settled = settledYet(a.namesSettled(VNI));
+      await sleep(100); // retries fail meanwhile
+      assert.equal(settled(), false, "not settled while etcd refuses the delete");
+      assert.deepEqual(await stored(kv), { e1: value(WEB1) });
       let deletes = 0;
       const remove = kv.delete.bind(kv);
       kv.delete = (key: string) => {
@@ -103,12 +117,13 @@ describe("names in etcd are reconciled, not remembered", () => {
       await eventually(async () => assert.deepEqual(await stored(kv), {}));
       assert.equal(deletes, 1, "gone with the first try after etcd came back");
       await a.namesSettled(VNI);
+      assert.equal(settled(), true);
       assert.deepEqual(a.namesOutOfSync(), []);
     },
   );
 
   it("a publication etcd missed appears once etcd answers again", TIMEOUT, async () => {
-    // Regression: publishNames recorded the name before writing it; after a failed put the
+    // Regression: a publication recorded the name before writing it; after a failed put the
     // resync saw it as published and never wrote it, so it never resolved elsewhere.
     const kv = new MemoryKeyValueStore();
     const seenB = new Map<number, PublishedName[]>();
@@ -117,10 +132,19 @@ describe("names in etcd are reconciled, not remembered", () => {
     await a.joinNetwork(VNI, CONFIG, { fresh: true });
     await b.joinNetwork(VNI, CONFIG);
     kv.failing.add("put");
-    await assert.rejects(a.publishNames(VNI, "e1", WEB1));
-    assert.deepEqual([...a.publishedNames(VNI).keys()], ["e1"]);
+    a.setLocalNames(VNI, new Map([["e1", WEB1]]));
+    await eventually(() =>
+      assert.deepEqual(a.namesOutOfSync(), [
+        { vni: VNI, reason: "etcd is unreachable (memory store): put failed" },
+      ]),
+    );
+    const settled = settledYet(a.namesSettled(VNI));
+    await sleep(50); // retries fail meanwhile
+    assert.equal(settled(), false, "still wanted after the failed puts");
+    assert.deepEqual(await stored(kv), {});
     kv.failing.clear();
     await a.namesSettled(VNI);
+    assert.equal(settled(), true);
     assert.deepEqual(await stored(kv), { e1: value(WEB1) });
     await eventually(() =>
       assert.deepEqual(seenB.get(VNI), [{ hostId: "host-a", endpointId: "e1", ...WEB1 }]),
@@ -148,7 +172,6 @@ describe("names in etcd are reconciled, not remembered", () => {
       );
       await a.namesSettled(VNI);
       assert.deepEqual(await stored(kv), { e1: value(renamed), e2: value(WEB2) });
-      assert.deepEqual([...a.publishedNames(VNI).keys()], ["e1", "e2"]);
 
       a.setLocalNames(VNI, new Map([["e2", WEB2]]));
       await a.namesSettled(VNI);
@@ -244,10 +267,16 @@ describe("names in etcd are reconciled, not remembered", () => {
     const kv = new MemoryKeyValueStore();
     const a = member(kv, "host-a");
     a.setLocalNames(VNI, new Map([["e1", WEB1]]));
-    await a.publishNames(VNI, "e2", WEB2);
     await a.namesSettled(VNI);
     assert.deepEqual(await kv.range(""), []);
-    assert.deepEqual(a.publishedNames(VNI).size, 0);
+    // Nor kept for later: joining afterwards publishes nothing until the set is given again.
+    await a.joinNetwork(VNI, CONFIG);
+    await a.namesSettled(VNI);
+    await sleep(30);
+    assert.deepEqual(await stored(kv), {});
+    a.setLocalNames(VNI, new Map([["e2", WEB2]]));
+    await a.namesSettled(VNI);
+    assert.deepEqual(await stored(kv), { e2: value(WEB2) });
   });
 
   it("a lost lease: the names come back under the new one", TIMEOUT, async () => {

@@ -69,7 +69,8 @@ async function web1OnHostA() {
   const b = member(kv, "host-b", seenB);
   await a.joinNetwork(4242, CONFIG, { fresh: true });
   await b.joinNetwork(4242, CONFIG);
-  await a.publishNames(4242, "e1", { names: ["web1"], ipv4: "10.60.0.5" });
+  a.setLocalNames(4242, new Map([["e1", { names: ["web1"], ipv4: "10.60.0.5" }]]));
+  await a.namesSettled(4242);
   await until("web1 on host b", () => namesOf(seenB, 4242).includes("web1"));
   return { kv, a, seenB };
 }
@@ -86,12 +87,15 @@ describe("names in etcd", () => {
       const b = member(kv, "host-b", seenB);
       await a.joinNetwork(4242, CONFIG, { fresh: true });
       await b.joinNetwork(4242, CONFIG);
-      await a.publishNames(4242, "e1", { names: ["web1", "front"], ipv4: "10.60.0.5" });
+      a.setLocalNames(4242, new Map([["e1", { names: ["web1", "front"], ipv4: "10.60.0.5" }]]));
+      await a.namesSettled(4242);
       await until("web1 on host b", () => namesOf(seenB, 4242).includes("web1"));
       assert.deepEqual(seenB.get(4242), [
         { hostId: "host-a", endpointId: "e1", names: ["web1", "front"], ipv4: "10.60.0.5" },
       ]);
-      await a.withdrawNames(4242, "e1");
+      a.setLocalNames(4242, new Map());
+      await a.namesSettled(4242);
+      assert.deepEqual(await kv.range("switchyard/v1/networks/4242/names/"), []);
       await until("web1 gone on host b", () => namesOf(seenB, 4242).length === 0);
     },
   );

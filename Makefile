@@ -123,7 +123,7 @@ clean:
 
 ## Benchmarks (issue 6): Switchyard against the built-in bridge driver; one table on stdout,
 ## JSON in bench/results/latest.json. Under 10 minutes; cleans up what it makes (sy-bench-*).
-.PHONY: bench bench-growth
+.PHONY: bench bench-growth bench-dns
 bench: enable
 	$(NODE) --expose-gc bench/run.ts
 
@@ -135,3 +135,9 @@ bench-growth: build
 	$(NODE) bench/store.ts
 	$(NODE) bench/firewall.ts
 	$(NODE) bench/standalone.ts
+
+## The resolver under a flood, no root and no Docker: Switchyard's DnsServer (the client index,
+## the rate limits) and a fastify app in one child process; 10,000 queries/s for 10 s while
+## GET /ping is timed. Against the real plugin: see the header of bench/dns-flood.ts.
+bench-dns:
+	$(NODE) bench/dns-flood.ts

@@ -48,13 +48,16 @@ async function main(): Promise<void> {
     version,
   });
   const warnings = new HostWarnings();
-  const firewall = new TimedFirewall(createFirewall(runner, logger, warnings), metrics);
+  const multiHost = settings.etcdEndpoints.length > 0;
+  const resolves = multiHost && settings.dnsAddress !== undefined;
+  const firewall = new TimedFirewall(
+    createFirewall(runner, logger, warnings, resolves ? settings.dnsAddress : undefined),
+    metrics,
+  );
   const datapath = new IpDatapath(runner);
   let names: NameService | undefined;
   let cluster: ClusterService | undefined;
   const dockerSendsNames = await dockerNamesContainers();
-  const multiHost = settings.etcdEndpoints.length > 0;
-  const resolves = multiHost && settings.dnsAddress !== undefined;
   // Docker 29 names the container in RequestAddress: the IPAM side keeps the name for the
   // network side's CreateEndpoint, so endpoints know their container without the Docker API.
   const addressNames = new AddressNames();
@@ -245,6 +248,7 @@ async function createNameService(
   return new NameService({
     address: settings.dnsAddress ?? "",
     state: () => state.document,
+    stateRevision: () => state.revision,
     cluster,
     docker: granted ? new SocketDockerApi(settings.dockerSocket) : undefined,
     datapath,

@@ -6,7 +6,7 @@ import { bareAddress, type StateDocument } from "../state/model.ts";
 import type { DockerApi } from "./docker-api.ts";
 import { type LocalEndpoint, LocalNames, type LocalNetwork } from "./local-names.ts";
 import { NameTable } from "./name-table.ts";
-import { answerQuestion, networksOfClient } from "./resolver.ts";
+import { answerQuestion, memoiseClientNetworks } from "./resolver.ts";
 
 /** How often to try again to take the resolver's address and port when that fails. */
 const RETRY_MS = 10_000;
@@ -34,6 +34,8 @@ export class NameService {
   constructor(deps: {
     address: string;
     state: () => Readonly<StateDocument>;
+    /** Changes with every change of the state (StateManager.revision). */
+    stateRevision: () => number;
     cluster: ClusterService;
     /** The Docker API when the user granted it (the `docker-api` mount); else undefined. */
     docker: DockerApi | undefined;
@@ -50,12 +52,14 @@ export class NameService {
       networks: () => localNetworks(this.#state()),
       logger: deps.logger,
     });
+    // Built once per state change: a query costs a map lookup, not a scan of every endpoint.
+    const networksOf = memoiseClientNetworks(this.#state, deps.stateRevision);
     this.#server = new DnsServer({
       address: deps.address,
       port: 53,
       logger: deps.logger,
       resolve: (question, client) =>
-        answerQuestion(question, networksOfClient(this.#state(), client.address), this.#table),
+        answerQuestion(question, networksOf(client.address), this.#table),
     });
   }
 

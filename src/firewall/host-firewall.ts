@@ -8,6 +8,7 @@ import {
   IPTABLES_CHAIN,
   NFT_TABLE,
   type NftCapabilities,
+  type NftRenderOptions,
   type PublishedElements,
   publishedElements,
   renderIptables,
@@ -87,13 +88,17 @@ export class HostFirewall implements Firewall {
   #lastIptables: string | undefined;
   /** True once a chain of ours in iptables was removed under nftables-mode Docker. */
   #iptablesSwept = false;
+  /** The name resolver's address (DNS_ADDRESS) when it runs: guarded in the packet filter. */
+  readonly #resolverAddress: string | undefined;
 
   constructor(
     runner: Runner,
     logger: Logger,
     variant?: IptablesVariant,
     warnings = new HostWarnings(),
+    resolverAddress?: string,
   ) {
+    this.#resolverAddress = resolverAddress;
     this.#run = runner;
     this.#logger = logger;
     this.#variant = variant;
@@ -102,14 +107,21 @@ export class HostFirewall implements Firewall {
   }
 
   async apply(state: Readonly<StateDocument>): Promise<void> {
-    if (Object.keys(state.networks).length === 0) {
+    const resolver = this.#resolverAddress;
+    if (Object.keys(state.networks).length === 0 && resolver === undefined) {
       await this.clear();
       return;
     }
     const rebuilt = await this.#applyNft(state, {
       ...(await this.#nftCapabilities()),
       uplinks: await this.#currentUplinks(),
+      ...(resolver === undefined ? {} : { resolverAddress: resolver }),
     });
+    if (Object.keys(state.networks).length === 0) {
+      // Only the resolver's guard: nothing of ours belongs in iptables.
+      await this.#clearIptables();
+      return;
+    }
     if (rebuilt) await this.#detectBackend();
     if ((await this.#dockerBackend()) === "nftables") {
       // Docker 29's nftables backend has no DOCKER-USER, and its own bridges rely on nothing
@@ -133,7 +145,10 @@ export class HostFirewall implements Firewall {
    * first apply after start-up) rebuilds both tables atomically. A failed update is repaired
    * by a rebuild. True when the ruleset was rebuilt.
    */
-  async #applyNft(state: Readonly<StateDocument>, capabilities: NftCapabilities): Promise<boolean> {
+  async #applyNft(
+    state: Readonly<StateDocument>,
+    capabilities: NftRenderOptions,
+  ): Promise<boolean> {
     const structure = renderNftStructure(state, capabilities);
     const published = publishedElements(state);
     const last = this.#lastNft;
@@ -266,7 +281,15 @@ export class HostFirewall implements Firewall {
   }
 }
 
-/** The firewall of the host this process runs on; host conditions it finds go to `warnings`. */
-export function createFirewall(runner: Runner, logger: Logger, warnings: HostWarnings): Firewall {
-  return new HostFirewall(runner, logger, undefined, warnings);
+/**
+ * The firewall of the host this process runs on; host conditions it finds go to `warnings`.
+ * With `resolverAddress` (the name resolver runs), that address takes DNS only from this host.
+ */
+export function createFirewall(
+  runner: Runner,
+  logger: Logger,
+  warnings: HostWarnings,
+  resolverAddress?: string,
+): Firewall {
+  return new HostFirewall(runner, logger, undefined, warnings, resolverAddress);
 }

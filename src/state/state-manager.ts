@@ -29,6 +29,7 @@ export class StateManager {
   #draining = false;
   /** Resolves when the queue is next empty (for close). */
   #idle: Promise<void> = Promise.resolve();
+  #revision = 0;
 
   private constructor(store: Store, settings: IpamSettings, document: StateDocument) {
     this.#store = store;
@@ -47,6 +48,14 @@ export class StateManager {
    */
   get document(): Readonly<StateDocument> {
     return this.#document;
+  }
+
+  /**
+   * Changes whenever a commit changes the document, and again when a failed save puts it back:
+   * the key for what is derived from the document and kept (its identity never changes).
+   */
+  get revision(): number {
+    return this.#revision;
   }
 
   /** The current allocator; change it only through `commit`. */
@@ -123,6 +132,7 @@ export class StateManager {
       const log = new BatchLog();
       const ipamMark = this.#ipam.savepoint();
       const outcomes = batch.map((item) => this.#apply(item.change, log));
+      this.#revision += 1;
       const changes = log.changes(this.#document);
       const pools = this.#poolChanges(this.#ipam.changedPools());
       changes.push(...pools.changes);
@@ -130,6 +140,7 @@ export class StateManager {
         if (changes.length > 0) await this.#store.save(this.#document, changes.sort(byDepth));
       } catch (error) {
         log.rollback(this.#document);
+        this.#revision += 1;
         this.#ipam.rollbackTo(ipamMark);
         pools.rollback();
         for (const outcome of outcomes)

@@ -1,4 +1,3 @@
-import { internal } from "../errors.ts";
 import type {
   Compare,
   KeyValue,
@@ -8,7 +7,8 @@ import type {
   TxnOperation,
   TxnResult,
   WatchEvent,
-} from "./kv.ts";
+} from "../../src/cluster/kv.ts";
+import { internal } from "../../src/errors.ts";
 
 /** A store call by name, to make just that kind of call fail. */
 export type KeyValueOperation = keyof KeyValueStore;

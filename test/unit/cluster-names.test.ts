@@ -3,8 +3,8 @@ import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { ClusterService, type NameRecord, type PublishedName } from "../../src/cluster/cluster.ts";
-import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
 import { planNameWrites } from "../../src/cluster/name-sync.ts";
+import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
 /**
  * This host's names in etcd are reconciled, not remembered: etcd's entries under the host's

@@ -8,7 +8,7 @@ import {
   type OwnedClaims,
   renewalDelay,
 } from "../../src/cluster/cluster.ts";
-import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
+import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
 const ROOT = "switchyard/v1/networks";
 const VNI = 4242;

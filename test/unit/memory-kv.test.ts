@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import type { WatchEvent } from "../../src/cluster/kv.ts";
-import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
 import { txnContract } from "../support/kv-contract.ts";
+import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
 /** Lets pending store answers and watch deliveries run. */
 const settle = async (): Promise<void> => {

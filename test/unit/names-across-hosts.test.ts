@@ -3,7 +3,6 @@ import { afterEach, describe, it } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { ClusterService } from "../../src/cluster/cluster.ts";
-import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
 import {
   type PublishedName,
   parsePublishedName,
@@ -17,6 +16,7 @@ import { answerQuestion, networksOfClient } from "../../src/discovery/resolver.t
 import { RecordType } from "../../src/dns/message.ts";
 import { emptyState, type StateDocument } from "../../src/state/model.ts";
 import { buildTestApp } from "../support/fakes.ts";
+import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
 /**
  * Names across hosts (issue 13): what a host publishes in etcd, what the others' watches make

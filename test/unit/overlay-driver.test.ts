@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { pino } from "pino";
 import { ClusterService } from "../../src/cluster/cluster.ts";
-import { MemoryKeyValueStore } from "../../src/cluster/memory-kv.ts";
 import { buildTestApp, FakeDatapath } from "../support/fakes.ts";
+import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
 /**
  * The driver's side of multi-host networks, through the protocol as dockerd calls it, with

@@ -29,7 +29,7 @@ export interface PortPublisher {
 }
 
 /** The key of a binding's host side: what two opens of the same binding share. */
-const hostSide = (binding: PortBinding): string =>
+export const hostSide = (binding: PortBinding): string =>
   `${binding.proto} ${binding.hostIp} ${binding.hostPort}`;
 
 /** Caps on one binding's relay, so a flood of clients cannot exhaust the plugin's sockets. */
@@ -274,34 +274,5 @@ export class ProxyPublisher implements PortPublisher {
     let count = 0;
     for (const list of this.#open.values()) count += list.length;
     return count;
-  }
-}
-
-/** A publisher that only records, for tests without sockets. */
-export class RecordingPublisher implements PortPublisher {
-  readonly opened = new Map<string, PortBinding[]>();
-  /** Host ports that behave as if another program held them. */
-  readonly busy = new Set<string>();
-
-  async open(owner: string, binding: PortBinding): Promise<void> {
-    if (this.busy.has(`${binding.hostPort}/${binding.proto}`)) {
-      throw conflict(
-        `cannot publish ${binding.hostPort}/${binding.proto}: another program on the host already uses that port`,
-      );
-    }
-    this.opened.set(owner, [...(this.opened.get(owner) ?? []), binding]);
-  }
-
-  async close(owner: string): Promise<void> {
-    this.opened.delete(owner);
-  }
-
-  isOpen(owner: string, binding: PortBinding): boolean {
-    const key = hostSide(binding);
-    return this.opened.get(owner)?.some((open) => hostSide(open) === key) ?? false;
-  }
-
-  openCount(): number {
-    return [...this.opened.values()].reduce((sum, list) => sum + list.length, 0);
   }
 }

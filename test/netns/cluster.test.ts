@@ -11,11 +11,11 @@ import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { parseNetworkOptions } from "../../src/driver/options.ts";
 import { HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
-import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { MemoryStore } from "../../src/state/store.ts";
 import { startEtcd } from "../support/etcd.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 import { createNamespace, inNamespace, pings, requireRoot } from "../support/netns.ts";
+import { RecordingPublisher } from "../support/recording-publisher.ts";
 
 const ETCD_PORT = 23_791;
 const ETCD_URL = `http://127.0.0.1:${ETCD_PORT}`;

@@ -9,10 +9,10 @@ import { parseNetworkOptions } from "../../src/driver/options.ts";
 import { parsePortBindings } from "../../src/driver/ports.ts";
 import { HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
-import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { MemoryStore } from "../../src/state/store.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 import { createNamespace, inNamespace, pings, requireRoot } from "../support/netns.ts";
+import { RecordingPublisher } from "../support/recording-publisher.ts";
 
 /** The first line a TCP server at address:port sends, or "" when nothing answers. */
 function fetchLine(namespace: string, address: string, port: number): string {

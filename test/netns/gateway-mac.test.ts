@@ -7,12 +7,12 @@ import { pino } from "pino";
 import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import { parseNetworkOptions } from "../../src/driver/options.ts";
-import { NoFirewall } from "../../src/firewall/firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
-import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { MemoryStore } from "../../src/state/store.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 import { createNamespace, inNamespace, requireRoot } from "../support/netns.ts";
+import { NoFirewall } from "../support/no-firewall.ts";
+import { RecordingPublisher } from "../support/recording-publisher.ts";
 
 const NETWORK = "9".repeat(64);
 const BRIDGE = `sy-${"9".repeat(12)}`;

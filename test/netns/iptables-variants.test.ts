@@ -9,11 +9,11 @@ import type { Runner } from "../../src/exec/runner.ts";
 import { detectDockerFirewall } from "../../src/firewall/docker-backend.ts";
 import { HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
-import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { MemoryStore } from "../../src/state/store.ts";
 import { HostWarnings } from "../../src/warnings.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 import { createNamespace, inNamespace, pings, requireRoot } from "../support/netns.ts";
+import { RecordingPublisher } from "../support/recording-publisher.ts";
 
 const NETWORK = "abcd".padEnd(64, "0");
 const ip = (...argv: string[]): void => {

@@ -10,10 +10,10 @@ import { parsePortBindings } from "../../src/driver/ports.ts";
 import type { Runner } from "../../src/exec/runner.ts";
 import { HostFirewall } from "../../src/firewall/host-firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
-import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { MemoryStore } from "../../src/state/store.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 import { createNamespace, inNamespace, requireRoot } from "../support/netns.ts";
+import { RecordingPublisher } from "../support/recording-publisher.ts";
 
 const ip = (...argv: string[]): void => {
   execFileSync("ip", argv);

@@ -8,8 +8,8 @@ import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
 import { CommandError, type CommandResult, type RunOptions } from "../../src/exec/runner.ts";
 import type { Firewall } from "../../src/firewall/firewall.ts";
 import type { StateDocument } from "../../src/state/model.ts";
-import { MemoryStore } from "../../src/state/store.ts";
 import { buildTestApp } from "../support/fakes.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 
 const NET = "e".repeat(64);
 

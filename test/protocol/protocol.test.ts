@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MemoryStore } from "../../src/state/store.ts";
 import { buildTestApp } from "../support/fakes.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 
 const NET = "a".repeat(64);
 const EP = "b".repeat(64);

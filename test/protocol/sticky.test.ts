@@ -3,8 +3,8 @@
 
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { MemoryStore } from "../../src/state/store.ts";
 import { buildTestApp } from "../support/fakes.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 
 const NAME = "com.docker.network.endpoint.name";
 

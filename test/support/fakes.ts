@@ -11,13 +11,14 @@ import type {
 import { AddressNames } from "../../src/driver/address-names.ts";
 import { IpamDriver } from "../../src/driver/ipam-driver.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
-import { type Firewall, NoFirewall } from "../../src/firewall/firewall.ts";
+import type { Firewall } from "../../src/firewall/firewall.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import type { IpPrefix } from "../../src/ipam/prefix.ts";
 import { Metrics } from "../../src/metrics/metrics.ts";
-import { RecordingPublisher } from "../../src/proxy/port-proxy.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { MemoryStore } from "../../src/state/store.ts";
+import { MemoryStore } from "./memory-store.ts";
+import { NoFirewall } from "./no-firewall.ts";
+import { RecordingPublisher } from "./recording-publisher.ts";
 
 /** An in-memory host: links by name, so driver logic can be tested without root. */
 export class FakeDatapath implements Datapath {

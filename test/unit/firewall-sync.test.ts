@@ -6,7 +6,7 @@ import { FirewallSync } from "../../src/firewall/sync.ts";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import type { StateDocument } from "../../src/state/model.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { MemoryStore } from "../../src/state/store.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 import { networkRecord } from "../support/records.ts";
 
 /** A firewall that keeps a deep copy of what each apply was given. */

@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { IpDatapath } from "../../src/datapath/ip-datapath.ts";
-import { createRecordingRunner } from "../../src/exec/runner.ts";
 import { formatPrefix } from "../../src/ipam/prefix.ts";
+import { createRecordingRunner } from "../support/recording-runner.ts";
 
 // `ip -j` output as iproute2 6.1 prints it (trimmed to the fields that matter).
 const ROUTES_V4 = JSON.stringify([

@@ -4,13 +4,9 @@ import { once } from "node:events";
 import { type AddressInfo, connect, createServer, type Socket } from "node:net";
 import { afterEach, describe, it } from "node:test";
 import { pino } from "pino";
-import {
-  openTcpRelay,
-  openUdpRelay,
-  ProxyPublisher,
-  RecordingPublisher,
-} from "../../src/proxy/port-proxy.ts";
+import { openTcpRelay, openUdpRelay, ProxyPublisher } from "../../src/proxy/port-proxy.ts";
 import type { PortBinding } from "../../src/state/model.ts";
+import { RecordingPublisher } from "../support/recording-publisher.ts";
 
 const LOCALHOST = "127.0.0.1";
 const TIMEOUT = { timeout: 10_000 };

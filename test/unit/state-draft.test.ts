@@ -4,7 +4,7 @@ import { defaultIpamSettings, Ipam } from "../../src/ipam/ipam.ts";
 import { BatchLog, Draft } from "../../src/state/draft.ts";
 import { type EndpointRecord, emptyState, type StateDocument } from "../../src/state/model.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { MemoryStore } from "../../src/state/store.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 
 function endpoint(id: string, networkId = "n1"): EndpointRecord {
   return {

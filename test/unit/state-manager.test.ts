@@ -5,7 +5,8 @@ import { join } from "node:path";
 import { describe, it } from "node:test";
 import { defaultIpamSettings } from "../../src/ipam/ipam.ts";
 import { StateManager } from "../../src/state/state-manager.ts";
-import { FileStore, MemoryStore } from "../../src/state/store.ts";
+import { FileStore } from "../../src/state/store.ts";
+import { MemoryStore } from "../support/memory-store.ts";
 
 const POOL = { addressSpace: "LocalDefault", pool: "10.1.0.0/24", v6: false };
 

@@ -79,10 +79,11 @@ plugin: rootfs
 	echo "$(PLUGIN)" > plugin/rootfs/etc/switchyard-plugin-name
 	docker plugin create $(PLUGIN) plugin
 
-## The state mount's host directory must exist before the plugin starts.
+## The state mount's host directory must exist before the plugin starts; docker-api's default
+## (no access) is the state directory, so it follows it.
 enable: plugin
 	mkdir -p $(STATE_DIR)
-	docker plugin set $(PLUGIN) state.source=$(STATE_DIR)
+	docker plugin set $(PLUGIN) state.source=$(STATE_DIR) docker-api.source=$(STATE_DIR)
 	docker plugin enable $(PLUGIN)
 	@echo "switchyard enabled: docker network create --driver $(PLUGIN) --ipam-driver $(PLUGIN) ..."
 

@@ -16,6 +16,7 @@ import { detectDockerFirewall } from "./firewall/docker-backend.ts";
 import { createFirewall } from "./firewall/host-firewall.ts";
 import { formatAddress, tryParseAddress } from "./ipam/prefix.ts";
 import { Metrics } from "./metrics/metrics.ts";
+import { serveMetrics } from "./metrics/metrics-listener.ts";
 import { TimedFirewall } from "./metrics/timed-firewall.ts";
 import { ProxyPublisher } from "./proxy/port-proxy.ts";
 import { readSettings, type Settings } from "./settings.ts";
@@ -139,6 +140,9 @@ async function main(): Promise<void> {
     },
     "listening",
   );
+  // Off by default; a listener that cannot start is logged and never stops the plugin.
+  if (settings.metricsAddress !== undefined)
+    void serveMetrics(settings.metricsAddress, metrics, logger);
   // Which packet filter the host's Docker uses explains most "published port unreachable"
   // reports; found after listening, as it runs commands.
   detectDockerFirewall(runner).then(

@@ -24,6 +24,36 @@ export interface Settings {
   dnsAddress?: string;
   /** dockerd's API socket, as mounted into the plugin (names come from the Docker API). */
   dockerSocket: string;
+  /** Where `GET /metrics` is served over TCP, on the host's network; undefined: off. */
+  metricsAddress?: ListenAddress;
+}
+
+/** A TCP address to listen on: an IP address (never a name to resolve) and a port. */
+export interface ListenAddress {
+  /** Canonical, as node:net takes it: "127.0.0.1", "::1" (no brackets). */
+  readonly host: string;
+  readonly port: number;
+}
+
+/** "127.0.0.1:9474", "[::1]:9474": how the setting is written, for messages and logs. */
+export const formatListenAddress = (address: ListenAddress): string =>
+  address.host.includes(":")
+    ? `[${address.host}]:${address.port}`
+    : `${address.host}:${address.port}`;
+
+const LISTEN_ADDRESS = /^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+)):([1-9][0-9]{0,4})$/;
+
+/** Parses "ADDRESS:PORT" (IPv6 in brackets), or returns undefined; port 0 (any) is refused. */
+export function parseListenAddress(text: string): ListenAddress | undefined {
+  const match = LISTEN_ADDRESS.exec(text);
+  if (match === null) return undefined;
+  const [, bracketed, plain, portText = ""] = match;
+  const address = tryParseAddress(bracketed ?? plain ?? "");
+  const port = Number(portText);
+  // Brackets only around IPv6, and IPv6 only in brackets: "[10.0.0.1]:80" is a typo, not intent.
+  if (address === undefined || address.v6 !== (bracketed !== undefined) || port > 65535)
+    return undefined;
+  return { host: formatAddress(address), port };
 }
 
 /** The resolver of multi-host names listens here unless DNS_ADDRESS says otherwise. */
@@ -105,7 +135,15 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
       `setting DNS_ADDRESS="${dnsText}" must be a unicast IPv4 address for the name resolver (default ${DEFAULT_DNS_ADDRESS}), or empty to turn it off`,
     );
   }
+  const metricsText = (env.METRICS_ADDRESS ?? "").trim();
+  const metricsAddress = metricsText === "" ? undefined : parseListenAddress(metricsText);
+  if (metricsText !== "" && metricsAddress === undefined) {
+    throw new Error(
+      `setting METRICS_ADDRESS="${metricsText}" must be an IP address and a port, e.g. 127.0.0.1:9474 or [::1]:9474, or empty to turn it off`,
+    );
+  }
   return {
+    ...(metricsAddress === undefined ? {} : { metricsAddress }),
     ...(dnsAddress === undefined ? {} : { dnsAddress: formatAddress(dnsAddress) }),
     dockerSocket: env.DOCKER_SOCKET || "/host/docker-api/docker.sock",
     etcdEndpoints,

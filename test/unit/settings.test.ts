@@ -63,3 +63,49 @@ describe("settings: the resolver of names across hosts", () => {
     assert.throws(() => readSettings({ DNS_ADDRESS: "10.0.0.53\nip link" }), /DNS_ADDRESS/);
   });
 });
+
+describe("settings: metrics over TCP", () => {
+  it("is off unless METRICS_ADDRESS names an address and a port", TIMEOUT, () => {
+    assert.equal(readSettings({}).metricsAddress, undefined);
+    assert.equal(readSettings({ METRICS_ADDRESS: "" }).metricsAddress, undefined);
+    assert.deepEqual(readSettings({ METRICS_ADDRESS: "127.0.0.1:9474" }).metricsAddress, {
+      host: "127.0.0.1",
+      port: 9474,
+    });
+    assert.deepEqual(readSettings({ METRICS_ADDRESS: "[::1]:9474" }).metricsAddress, {
+      host: "::1",
+      port: 9474,
+    });
+    assert.deepEqual(readSettings({ METRICS_ADDRESS: "[FD00:0::5]:65535" }).metricsAddress, {
+      host: "fd00::5",
+      port: 65535,
+    });
+  });
+
+  it("refuses anything else, naming the setting", TIMEOUT, () => {
+    for (const value of [
+      "9474",
+      ":9474",
+      "127.0.0.1",
+      "127.0.0.1:",
+      "127.0.0.1:0",
+      "127.0.0.1:09474",
+      "127.0.0.1:65536",
+      "127.0.0.1:94741",
+      "localhost:9474",
+      "::1:9474",
+      "[::1]",
+      "[127.0.0.1]:9474",
+      "[::1]:9474/metrics",
+      "http://127.0.0.1:9474",
+      "300.0.0.1:9474",
+      "127.0.0.1:9474\nip link",
+    ]) {
+      assert.throws(
+        () => readSettings({ METRICS_ADDRESS: value }),
+        /^Error: setting METRICS_ADDRESS=".*" must be an IP address and a port/s,
+        value,
+      );
+    }
+  });
+});

@@ -1,5 +1,6 @@
 import type { PoolInfo } from "../ipam/ipam.ts";
 import type { StateDocument } from "../state/model.ts";
+import { registerProcessMetrics } from "./process.ts";
 import { type Counter, type Gauge, type Histogram, Registry } from "./registry.ts";
 
 /** How a call ended, as a metric label. */
@@ -14,7 +15,8 @@ export interface MetricSources {
 }
 
 /**
- * Switchyard's metrics (`GET /Switchyard.Metrics`): one instance per process, handed to the
+ * Switchyard's metrics (`GET /Switchyard.Metrics`, and `GET /metrics` over TCP with
+ * METRICS_ADDRESS), with the standard `process_*` ones: one instance per process, handed to the
  * parts that count (HTTP shell, reconciler, etcd client, packet filter), never a global.
  */
 export class Metrics {
@@ -82,6 +84,8 @@ export class Metrics {
       "switchyard_firewall_apply_duration_seconds",
       "Time to apply the packet filter",
     );
+
+    registerProcessMetrics(r);
 
     r.onCollect(() => {
       if (sources.state !== undefined) collectState(sources.state(), networks, endpoints, ports);

@@ -112,6 +112,12 @@ export class Counter extends ScalarMetric {
   inc(labels: Labels = {}, by = 1): void {
     this.series.get(labels, () => ({ value: 0 })).value += by;
   }
+
+  /** Copies a total kept elsewhere (the kernel's CPU time) at collect time; it never goes down. */
+  setTotal(labels: Labels, total: number): void {
+    const entry = this.series.get(labels, () => ({ value: 0 }));
+    entry.value = Math.max(entry.value, total);
+  }
 }
 
 /** A value read when scraped (addresses free, ports published): set by a collect callback. */

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
+import { closeSync, openSync } from "node:fs";
 import { describe, test } from "node:test";
 import { defaultIpamSettings, Ipam } from "../../src/ipam/ipam.ts";
 import { Metrics } from "../../src/metrics/metrics.ts";
+import {
+  maxOpenFilesOf,
+  registerProcessMetrics,
+  virtualBytesOf,
+} from "../../src/metrics/process.ts";
 import { Registry } from "../../src/metrics/registry.ts";
 import { TimedFirewall } from "../../src/metrics/timed-firewall.ts";
 import { emptyState, type StateDocument } from "../../src/state/model.ts";
@@ -200,6 +206,100 @@ describe("Switchyard metrics", { timeout: 10_000 }, () => {
       1,
     );
     assert.equal(sampleValue(families, "switchyard_firewall_apply_duration_seconds_count"), 2);
+  });
+});
+
+describe("process metrics (as Prometheus client libraries name them)", { timeout: 10_000 }, () => {
+  const value = (families: ReturnType<typeof parsePrometheus>, name: string): number => {
+    const found = sampleValue(families, name);
+    assert.ok(found !== undefined, `${name} is missing`);
+    return found;
+  };
+
+  test("are present, typed and sane for this process", { timeout: 10_000 }, () => {
+    const families = parsePrometheus(new Metrics().render());
+    assert.equal(families.get("process_cpu_seconds_total")?.type, "counter");
+    for (const name of [
+      "process_resident_memory_bytes",
+      "process_virtual_memory_bytes",
+      "process_open_fds",
+      "process_max_fds",
+      "process_start_time_seconds",
+    ])
+      assert.equal(families.get(name)?.type, "gauge", name);
+    const resident = value(families, "process_resident_memory_bytes");
+    assert.ok(resident > 1e6 && resident < 64e9, `resident ${resident}`);
+    assert.ok(value(families, "process_virtual_memory_bytes") >= resident);
+    const cpu = value(families, "process_cpu_seconds_total");
+    assert.ok(cpu > 0 && cpu < process.uptime() * 1024, `cpu ${cpu}`);
+    const open = value(families, "process_open_fds");
+    assert.ok(open >= 3 && open <= value(families, "process_max_fds"), `open fds ${open}`);
+    const start = value(families, "process_start_time_seconds");
+    const expected = Date.now() / 1000 - process.uptime();
+    assert.ok(Math.abs(start - expected) < 2, `start ${start}, expected about ${expected}`);
+  });
+
+  test("are read at each scrape", { timeout: 10_000 }, () => {
+    const metrics = new Metrics();
+    const before = parsePrometheus(metrics.render());
+    // Synchronous, so nothing else in this process opens or closes a descriptor meanwhile.
+    const fd = openSync(new URL(import.meta.url), "r");
+    let during: ReturnType<typeof parsePrometheus>;
+    try {
+      during = parsePrometheus(metrics.render());
+    } finally {
+      closeSync(fd);
+    }
+    assert.equal(value(during, "process_open_fds"), value(before, "process_open_fds") + 1);
+    const spinUntil = process.cpuUsage().user + 20_000;
+    while (process.cpuUsage().user < spinUntil);
+    const after = parsePrometheus(metrics.render());
+    assert.ok(
+      value(after, "process_cpu_seconds_total") >=
+        value(before, "process_cpu_seconds_total") + 0.02,
+    );
+  });
+
+  test("what /proc cannot tell is left out, not shown as 0", { timeout: 10_000 }, () => {
+    const registry = new Registry();
+    registerProcessMetrics(
+      registry,
+      () => ({ cpuSeconds: 1.5, residentBytes: 4096 }),
+      1_700_000_000,
+    );
+    let families = parsePrometheus(registry.render());
+    assert.equal(sampleValue(families, "process_cpu_seconds_total"), 1.5);
+    assert.equal(sampleValue(families, "process_resident_memory_bytes"), 4096);
+    assert.equal(sampleValue(families, "process_start_time_seconds"), 1_700_000_000);
+    assert.equal(sampleValue(families, "process_open_fds"), undefined);
+    assert.equal(sampleValue(families, "process_virtual_memory_bytes"), undefined);
+    const unlimited = new Registry();
+    registerProcessMetrics(unlimited, () => ({
+      cpuSeconds: 0,
+      residentBytes: 1,
+      maxFds: Number.POSITIVE_INFINITY,
+    }));
+    families = parsePrometheus(unlimited.render());
+    assert.equal(sampleValue(families, "process_max_fds"), Number.POSITIVE_INFINITY);
+  });
+
+  test("/proc/self/stat and /proc/self/limits are parsed", { timeout: 10_000 }, () => {
+    // A command name may hold spaces and parentheses: fields count from the last ")".
+    const stat =
+      "4242 (node (a) b) S 1 4242 4242 0 -1 4194560 100 0 0 0 50 10 0 0 20 0 11 0 1000 1234567168 9000 18446744073709551615";
+    assert.equal(virtualBytesOf(stat), 1234567168);
+    assert.equal(virtualBytesOf("garbage"), undefined);
+    const limits = [
+      "Limit                     Soft Limit           Hard Limit           Units     ",
+      "Max processes             96367                96367                processes ",
+      "Max open files            1024                 524288               files     ",
+    ].join("\n");
+    assert.equal(maxOpenFilesOf(limits), 1024);
+    assert.equal(
+      maxOpenFilesOf("Max open files            unlimited            unlimited            files"),
+      Number.POSITIVE_INFINITY,
+    );
+    assert.equal(maxOpenFilesOf("Max processes 10 10 processes"), undefined);
   });
 });
 

@@ -59,12 +59,103 @@ export function parseListenAddress(text: string): ListenAddress | undefined {
 /** The resolver of multi-host names listens here unless DNS_ADDRESS says otherwise. */
 export const DEFAULT_DNS_ADDRESS = "169.254.53.53";
 
+/** A setting of the plugin's manifest (config.json `env`), as `docker plugin set` takes it. */
+export interface SettingInfo {
+  readonly name: string;
+  /** config.json's description of it, word for word. */
+  readonly description: string;
+  /** Its value in config.json; "" stands for the fallback the README's Settings table names. */
+  readonly default: string;
+}
+
+/**
+ * Every setting the plugin declares, in config.json's order: the one list that config.json's
+ * `env` and the README's Settings table are checked against (test/unit/settings-sources.test.ts),
+ * and where readSettings takes its defaults from.
+ */
+export const SETTINGS = [
+  {
+    name: "LOG_LEVEL",
+    description: "Log level: fatal, error, warn, info, debug (every command run), trace, silent",
+    default: "info",
+  },
+  {
+    name: "DEFAULT_POOLS_V4",
+    description: "IPv4 pools for networks created without --subnet: BASE/LEN:SIZE, comma separated",
+    default: "",
+  },
+  {
+    name: "DEFAULT_POOLS_V6",
+    description:
+      "IPv6 pools for --ipv6 networks created without an IPv6 --subnet: BASE/LEN:SIZE, comma separated",
+    default: "",
+  },
+  {
+    name: "ETCD_ENDPOINTS",
+    description:
+      "etcd client URLs (comma separated) for multi-host networks (-o vxlan.id=N); empty: single-host only",
+    default: "",
+  },
+  {
+    name: "VXLAN_LOCAL",
+    description:
+      "This host's VXLAN underlay: an IPv4 address or an interface name; empty: the address of the default route's interface",
+    default: "",
+  },
+  {
+    name: "ADDRESS_BLOCK_SIZE",
+    description:
+      "Prefix length of the address blocks each host claims in a multi-host network (26 = 64 addresses)",
+    default: "26",
+  },
+  {
+    name: "DNS_ADDRESS",
+    description:
+      "Multi-host networks: the IPv4 address where Switchyard answers names of containers on other hosts; list it first in dockerd's dns setting (daemon.json). Empty: off",
+    default: DEFAULT_DNS_ADDRESS,
+  },
+  {
+    name: "METRICS_ADDRESS",
+    description:
+      "Metrics over TCP: ADDRESS:PORT (e.g. 127.0.0.1:9474 or [::1]:9474) where Switchyard serves GET /metrics in the Prometheus text format. The plugin uses the host's network, so this listens on the host: keep it on 127.0.0.1 unless a firewall guards the port. Empty: off",
+    default: "",
+  },
+  {
+    name: "ETCD_CA_FILE",
+    description:
+      "CA bundle for https etcd endpoints, as a path inside the plugin (put it under the state directory, e.g. /var/lib/switchyard/tls/ca.pem)",
+    default: "",
+  },
+  {
+    name: "ETCD_CERT_FILE",
+    description: "Client certificate for etcd (e.g. /var/lib/switchyard/tls/client.pem)",
+    default: "",
+  },
+  {
+    name: "ETCD_KEY_FILE",
+    description: "Client key for etcd (e.g. /var/lib/switchyard/tls/client-key.pem)",
+    default: "",
+  },
+] as const satisfies readonly SettingInfo[];
+
+/** The name of a declared setting. */
+export type SettingName = (typeof SETTINGS)[number]["name"];
+
+/**
+ * Read from the environment but declared nowhere: paths that are fixed inside a managed plugin,
+ * set only by tests and bench/standalone.ts when Switchyard runs outside Docker.
+ */
+export const UNDECLARED_SETTINGS: readonly string[] = ["SOCKET_PATH", "STATE_DIR", "DOCKER_SOCKET"];
+
+const defaultOf = (name: SettingName): string =>
+  SETTINGS.find((setting) => setting.name === name)?.default ?? "";
+
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** Reads and checks the settings; a bad value throws an error naming the setting. */
 export function readSettings(env: NodeJS.ProcessEnv): Settings {
   const defaults = defaultIpamSettings();
-  const logLevel = env.LOG_LEVEL || "info";
+  const logLevel = env.LOG_LEVEL || defaultOf("LOG_LEVEL");
   if (!LOG_LEVELS.includes(logLevel)) {
     throw new Error(`setting LOG_LEVEL="${logLevel}" must be one of ${LOG_LEVELS.join(", ")}`);
   }
@@ -96,7 +187,7 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
       );
     }
   }
-  const blockText = env.ADDRESS_BLOCK_SIZE || "26";
+  const blockText = env.ADDRESS_BLOCK_SIZE || defaultOf("ADDRESS_BLOCK_SIZE");
   const addressBlockLength = /^[0-9]{1,3}$/.test(blockText) ? Number(blockText) : Number.NaN;
   if (!(addressBlockLength >= 16 && addressBlockLength <= 30)) {
     throw new Error(
@@ -125,7 +216,7 @@ export function readSettings(env: NodeJS.ProcessEnv): Settings {
       "settings ETCD_CERT_FILE and ETCD_KEY_FILE go together (a client certificate and its key): set both or neither",
     );
   }
-  const dnsText = (env.DNS_ADDRESS ?? DEFAULT_DNS_ADDRESS).trim();
+  const dnsText = (env.DNS_ADDRESS ?? defaultOf("DNS_ADDRESS")).trim();
   const dnsAddress = dnsText === "" ? undefined : tryParseAddress(dnsText);
   if (
     dnsText !== "" &&

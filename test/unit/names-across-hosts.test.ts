@@ -8,13 +8,13 @@ import {
   parsePublishedName,
   publishableNames,
 } from "../../src/cluster/published-names.ts";
-import type { DockerApi, DockerEvent } from "../../src/discovery/docker-api.ts";
 import { LocalNames } from "../../src/discovery/local-names.ts";
 import { localNetworks } from "../../src/discovery/name-service.ts";
 import { NameTable } from "../../src/discovery/name-table.ts";
 import { answerQuestion, networksOfClient } from "../../src/discovery/resolver.ts";
 import { RecordType } from "../../src/dns/message.ts";
 import { emptyState, type StateDocument } from "../../src/state/model.ts";
+import { FakeDocker } from "../support/fake-docker.ts";
 import { buildTestApp } from "../support/fakes.ts";
 import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
@@ -243,38 +243,6 @@ describe("the resolver's answers", () => {
     );
   });
 });
-
-/** A Docker API with containers on networks, and an event stream the test feeds. */
-class FakeDocker implements DockerApi {
-  readonly containers = new Map<string, unknown>();
-  readonly networks = new Map<string, Record<string, { EndpointID: string }>>();
-  #listener: ((event: DockerEvent) => void) | undefined;
-
-  async get(path: string): Promise<unknown> {
-    const container = /^\/containers\/([^/]+)\/json$/.exec(path)?.[1];
-    if (container !== undefined) {
-      const found = this.containers.get(container);
-      if (found === undefined) throw new Error("no such container");
-      return found;
-    }
-    const network = /^\/networks\/([^/]+)$/.exec(path)?.[1];
-    if (network !== undefined) return { Containers: this.networks.get(network) ?? {} };
-    throw new Error(`unexpected ${path}`);
-  }
-
-  events(
-    _filters: Record<string, string[]>,
-    onEvent: (event: DockerEvent) => void,
-    signal: AbortSignal,
-  ): Promise<void> {
-    this.#listener = onEvent;
-    return new Promise((resolve) => signal.addEventListener("abort", () => resolve()));
-  }
-
-  emit(event: DockerEvent): void {
-    this.#listener?.(event);
-  }
-}
 
 describe("publishing this host's container names from the Docker API", () => {
   it(

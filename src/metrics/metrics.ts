@@ -35,13 +35,13 @@ export class Metrics {
     info.set({ version: sources.version ?? "unknown" }, 1);
     this.#requests = r.counter(
       "switchyard_requests_total",
-      "Requests answered on the plugin socket, by endpoint and outcome (error: any non-200 answer)",
-      ["endpoint", "outcome"],
+      "Requests answered on the plugin socket, by protocol method (the route) and outcome (error: any non-200 answer)",
+      ["method", "outcome"],
     );
     this.#requestSeconds = r.histogram(
       "switchyard_request_duration_seconds",
-      "Time to answer a request on the plugin socket, by endpoint",
-      ["endpoint"],
+      "Time to answer a request on the plugin socket, by protocol method",
+      ["method"],
     );
     const networks = r.gauge("switchyard_networks", "Networks Switchyard knows");
     const endpoints = r.gauge("switchyard_endpoints", "Endpoints (container interfaces)");
@@ -93,10 +93,14 @@ export class Metrics {
     });
   }
 
-  /** A request on the plugin socket was answered. */
-  request(endpoint: string, outcome: Outcome, seconds: number): void {
-    this.#requests.inc({ endpoint, outcome });
-    this.#requestSeconds.observe({ endpoint }, seconds);
+  /**
+   * A request on the plugin socket was answered. `method` is the protocol call's route
+   * (`/NetworkDriver.CreateEndpoint`): the label is not "endpoint", which beside
+   * `switchyard_endpoints` (container interfaces) would read as one.
+   */
+  request(method: string, outcome: Outcome, seconds: number): void {
+    this.#requests.inc({ method, outcome });
+    this.#requestSeconds.observe({ method }, seconds);
   }
 
   /** Reconciliation made (or failed to make) one repair of this kind. */

@@ -193,8 +193,8 @@ describe("status tables and metrics", { skip: !isSwitchyard && "Switchyard only"
       assert.match(answer.type, /^text\/plain; version=0\.0\.4/);
       return parsePrometheus(answer.body);
     };
-    const created = { endpoint: "/NetworkDriver.CreateEndpoint", outcome: "ok" };
-    const joined = { endpoint: "/NetworkDriver.Join", outcome: "ok" };
+    const created = { method: "/NetworkDriver.CreateEndpoint", outcome: "ok" };
+    const joined = { method: "/NetworkDriver.Join", outcome: "ok" };
     const before = await scrape();
     assert.ok(
       (sampleValue(before, "switchyard_requests_total", created) ?? 0) >= containers.length,

@@ -144,12 +144,12 @@ describe("/Switchyard.Status?format=table", () => {
 });
 
 describe("/Switchyard.Metrics", () => {
-  it("counts protocol calls by endpoint and outcome, with latency", {
+  it("counts protocol calls by method and outcome, with latency", {
     timeout: 10_000,
   }, async () => {
     const t = await withContainers();
     const before = await t.metrics();
-    const join = { endpoint: "/NetworkDriver.Join" };
+    const join = { method: "/NetworkDriver.Join" };
     assert.equal(sampleValue(before, "switchyard_requests_total", { ...join, outcome: "ok" }), 2);
     await t.call("/NetworkDriver.Join", { NetworkID: NET, EndpointID: "9".repeat(64) });
     const after = await t.metrics();
@@ -159,7 +159,7 @@ describe("/Switchyard.Metrics", () => {
     // The first scrape itself was counted, under its route.
     assert.equal(
       sampleValue(after, "switchyard_requests_total", {
-        endpoint: "/Switchyard.Metrics",
+        method: "/Switchyard.Metrics",
         outcome: "ok",
       }),
       1,
@@ -172,13 +172,13 @@ describe("/Switchyard.Metrics", () => {
     await t.call("/Nothing.There");
     const families = await t.metrics();
     assert.equal(
-      sampleValue(families, "switchyard_requests_total", { endpoint: "unknown", outcome: "error" }),
+      sampleValue(families, "switchyard_requests_total", { method: "unknown", outcome: "error" }),
       2,
     );
     assert.equal(
       families
         .get("switchyard_requests_total")
-        ?.samples.some((sample) => sample.labels.endpoint?.startsWith("/Nothing")),
+        ?.samples.some((sample) => sample.labels.method?.startsWith("/Nothing")),
       false,
     );
   });

@@ -149,7 +149,7 @@ describe("Switchyard metrics", { timeout: 10_000 }, () => {
     metrics.etcd("kv/txn", "error", 3);
     metrics.firewallApply("ok", 0.04);
     const families = parsePrometheus(metrics.render());
-    const join = { endpoint: "/NetworkDriver.Join" };
+    const join = { method: "/NetworkDriver.Join" };
     assert.equal(sampleValue(families, "switchyard_requests_total", { ...join, outcome: "ok" }), 1);
     assert.equal(
       sampleValue(families, "switchyard_requests_total", { ...join, outcome: "error" }),

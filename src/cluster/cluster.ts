@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import { badRequest, conflict, exhausted, internal, SwitchyardError } from "../errors.ts";
+import { conflict, exhausted, internal, SwitchyardError } from "../errors.ts";
 import {
   addressBits,
   firstAddress,
@@ -1046,12 +1046,3 @@ function parseStoredConfig(vni: number, text: string): StoredConfig {
 
 /** Block CIDRs as etcd key segments ("/" is the key separator). */
 const blockKey = (block: string): string => block.replace("/", "_");
-
-/** Parses and checks a `vxlan.id` option value. */
-export function parseVxlanId(value: string): number {
-  const id = /^[0-9]{1,8}$/.test(value) ? Number(value) : Number.NaN;
-  if (!(id >= 1 && id <= 16_777_215)) {
-    throw badRequest(`option vxlan.id="${value}" must be a whole number from 1 to 16777215`);
-  }
-  return id;
-}

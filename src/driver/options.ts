@@ -1,4 +1,3 @@
-import { parseVxlanId } from "../cluster/cluster.ts";
 import { badRequest } from "../errors.ts";
 import { formatAddress, tryParseAddress } from "../ipam/prefix.ts";
 import { validateInterfaceName } from "../names.ts";
@@ -55,6 +54,15 @@ function parseIpv4(key: string, value: string): string {
     throw badRequest(`option ${key}="${value}" must be an IPv4 address`);
   }
   return formatAddress(address);
+}
+
+/** Parses and checks a `vxlan.id` option value: a VXLAN network identifier (24 bits, not 0). */
+function parseVxlanId(value: string): number {
+  const id = /^[0-9]{1,8}$/.test(value) ? Number(value) : Number.NaN;
+  if (!(id >= 1 && id <= 16_777_215)) {
+    throw badRequest(`option vxlan.id="${value}" must be a whole number from 1 to 16777215`);
+  }
+  return id;
 }
 
 function readFlag(options: WireOptions, key: string): boolean {

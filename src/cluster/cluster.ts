@@ -15,21 +15,32 @@ import {
   prefixContainsAddress,
   tryParseAddress,
 } from "../ipam/prefix.ts";
-import type { Compare, KeyValue, KeyValueStore, TxnOperation } from "./kv.ts";
+import { absent, holds, TXN_ATTEMPTS, unchangedSince } from "./compares.ts";
+import {
+  addressesPrefix,
+  addressKey,
+  blockKey,
+  blocksPrefix,
+  configKey,
+  hostKey,
+  hostNamesPrefix,
+  hostsPrefix,
+  isHostsOwn,
+  keyBelow,
+  namesPrefix,
+  networkPrefix,
+} from "./keys.ts";
+import type { KeyValueStore, TxnOperation } from "./kv.ts";
 import { NameSync, type NamesOutOfSync, planNameWrites } from "./name-sync.ts";
 import { type NameRecord, type PublishedName, parsePublishedName } from "./published-names.ts";
 
 export type { NameRecord, NamesOutOfSync, PublishedName };
 
-/** Where this host's share of multi-host state lives in etcd. */
-const ROOT = "switchyard/v1/networks";
 const LEASE_TTL_SECONDS = 15;
 /** The longest wait between two renewal attempts while etcd does not answer. */
 const RENEW_BACKOFF_CAP_MS = 10_000;
 /** A watch that reports nothing for this long may hang on a dead connection: list again. */
 const WATCH_IDLE_MS = 30_000;
-/** Compare-and-swap attempts that may lose to other hosts' writes before a call gives up. */
-const TXN_ATTEMPTS = 20;
 /** How long resume() waits before trying again to re-join a network. */
 const REJOIN_DELAY_MS = 2_000;
 /** How often this host's names in etcd are checked against the desired set. */
@@ -88,23 +99,6 @@ interface PendingLeave {
   timer: NodeJS.Timeout | undefined;
   failures: number;
 }
-
-/** A compare that holds while the key (or every key with the prefix) does not exist. */
-const absent = (key: string): Compare => ({
-  key,
-  target: "createRevision",
-  result: "=",
-  operand: "0",
-});
-
-/** A compare that holds while no key with the prefix was written after `revision`. */
-const unchangedSince = (key: string, revision: string, prefix = false): Compare => ({
-  key,
-  ...(prefix ? { prefix } : {}),
-  target: "modRevision",
-  result: "<",
-  operand: String(BigInt(revision) + 1n),
-});
 
 /**
  * A host's view of the cluster: which hosts share each multi-host network (VXLAN id), which
@@ -341,9 +335,9 @@ export class ClusterService {
     const base = networkPrefix(vni);
     for (let attempt = 0; ; attempt++) {
       const listing = await this.#kv.snapshot(base);
-      const mine = listing.entries.filter((entry) => this.#isMine(base, entry));
+      const mine = listing.entries.filter((entry) => isHostsOwn(vni, this.#identity.hostId, entry));
       const others = listing.entries.filter(
-        (entry) => entry.key !== `${base}config` && !mine.includes(entry),
+        (entry) => entry.key !== configKey(vni) && !mine.includes(entry),
       );
       const { succeeded } = await this.#kv.txn(
         others.length === 0
@@ -399,10 +393,10 @@ export class ClusterService {
       const taken = new Map<string, string>();
       const foreignStatics: IpAddress[] = [];
       for (const entry of listing.entries) {
-        const below = entry.key.slice(base.length);
-        if (below.startsWith("blocks/")) taken.set(below.slice("blocks/".length), entry.value);
-        if (below.startsWith("addresses/") && entry.value !== this.#identity.hostId) {
-          foreignStatics.push(parseAddress(below.slice("addresses/".length)));
+        if (entry.key.startsWith(blocksPrefix(vni))) taken.set(entry.key, entry.value);
+        const address = keyBelow(addressesPrefix(vni), entry.key);
+        if (address !== undefined && entry.value !== this.#identity.hostId) {
+          foreignStatics.push(parseAddress(address));
         }
       }
       // A block etcd gives this host that the caller does not hold is one whose claim went
@@ -413,7 +407,7 @@ export class ClusterService {
         const text = formatPrefix(block);
         if (held.includes(text) || conflicted?.has(text)) continue;
         if (answered.has(text) || claiming.has(text)) continue;
-        if (taken.get(blockKey(text)) !== this.#identity.hostId) continue;
+        if (taken.get(blockKey(vni, text)) !== this.#identity.hostId) continue;
         answered.add(text);
         this.#logger.warn(
           { vni, block: text },
@@ -424,7 +418,7 @@ export class ClusterService {
       let raced = false;
       for (const block of blocksOverlapping(pool, length, carveFrom)) {
         const text = formatPrefix(block);
-        if (held.includes(text) || taken.has(blockKey(text))) continue;
+        if (held.includes(text) || taken.has(blockKey(vni, text))) continue;
         if (foreignStatics.some((address) => prefixContainsAddress(block, address))) {
           skippedForStatics = true;
           continue;
@@ -435,12 +429,10 @@ export class ClusterService {
         try {
           ({ succeeded } = await this.#kv.txn({
             compare: [
-              absent(`${base}blocks/${blockKey(text)}`),
-              unchangedSince(`${base}addresses/`, listing.revision, true),
+              absent(blockKey(vni, text)),
+              unchangedSince(addressesPrefix(vni), listing.revision, true),
             ],
-            success: [
-              { type: "put", key: `${base}blocks/${blockKey(text)}`, value: this.#identity.hostId },
-            ],
+            success: [{ type: "put", key: blockKey(vni, text), value: this.#identity.hostId }],
           }));
         } finally {
           // Failed, or unknown (no reply): a retry may adopt it if the write went through.
@@ -470,10 +462,9 @@ export class ClusterService {
    * host holds the address or the block it lies in; inside this host's own block it is fine.
    */
   async claimAddress(vni: number, address: string): Promise<void> {
-    const base = networkPrefix(vni);
-    const key = `${base}addresses/${address}`;
+    const key = addressKey(vni, address);
     const block = formatPrefix(await this.#blockOf(vni, parseAddress(address)));
-    const blockPath = `${base}blocks/${blockKey(block)}`;
+    const blockPath = blockKey(vni, block);
     const take: TxnOperation = { type: "put", key, value: this.#identity.hostId };
     for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
       if (
@@ -494,12 +485,7 @@ export class ClusterService {
         );
       }
       if (blockHolder === this.#identity.hostId) {
-        const ownBlock: Compare = {
-          key: blockPath,
-          target: "value",
-          result: "=",
-          operand: this.#identity.hostId,
-        };
+        const ownBlock = holds(blockPath, this.#identity.hostId);
         if ((await this.#kv.txn({ compare: [absent(key), ownBlock], success: [take] })).succeeded)
           return;
       }
@@ -509,9 +495,9 @@ export class ClusterService {
 
   /** Gives back a static address taken with {@link claimAddress}; others' are left alone. */
   async releaseAddress(vni: number, address: string): Promise<void> {
-    const key = `${networkPrefix(vni)}addresses/${address}`;
+    const key = addressKey(vni, address);
     await this.#kv.txn({
-      compare: [{ key, target: "value", result: "=", operand: this.#identity.hostId }],
+      compare: [holds(key, this.#identity.hostId)],
       success: [{ type: "delete", key }],
     });
   }
@@ -551,7 +537,7 @@ export class ClusterService {
    */
   async #syncNames(vni: number, desired: ReadonlyMap<string, NameRecord>): Promise<void> {
     const lease = await this.#ensureLease();
-    const prefix = nameKey(vni, this.#identity.hostId, "");
+    const prefix = hostNamesPrefix(vni, this.#identity.hostId);
     const writes = planNameWrites(desired, await this.#kv.range(prefix), prefix, lease);
     let failure: { error: unknown } | undefined;
     for (let from = 0; from < writes.length; from += NAME_WRITES_AT_ONCE) {
@@ -633,22 +619,21 @@ export class ClusterService {
    * network's block length.
    */
   async #register(vni: number, config: ClusterNetworkConfig): Promise<number> {
-    const base = networkPrefix(vni);
-    const configKey = `${base}config`;
+    const recordKey = configKey(vni);
     for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
       const lease = await this.#ensureLease();
       const register: TxnOperation = {
         type: "put",
-        key: `${base}hosts/${this.#identity.hostId}`,
+        key: hostKey(vni, this.#identity.hostId),
         value: this.#identity.vtep,
         lease,
       };
-      const existing = await this.#kv.get(configKey);
+      const existing = await this.#kv.get(recordKey);
       if (existing === undefined) {
         const stored: StoredConfig = { ...config, blockLength: this.#blockLength };
-        const record: TxnOperation = { type: "put", key: configKey, value: JSON.stringify(stored) };
+        const record: TxnOperation = { type: "put", key: recordKey, value: JSON.stringify(stored) };
         if (
-          (await this.#kv.txn({ compare: [absent(configKey)], success: [record, register] }))
+          (await this.#kv.txn({ compare: [absent(recordKey)], success: [record, register] }))
             .succeeded
         )
           return this.#blockLength;
@@ -660,7 +645,7 @@ export class ClusterService {
           `vxlan.id ${vni} is already used with subnet ${recorded.subnet} and gateway ${recorded.gateway} on other hosts; create the network with the same --subnet and --gateway on every host`,
         );
       }
-      const same: Compare = { key: configKey, target: "value", result: "=", operand: existing };
+      const same = holds(recordKey, existing);
       if ((await this.#kv.txn({ compare: [same], success: [register] })).succeeded) {
         return recorded.blockLength ?? this.#blockLength;
       }
@@ -676,13 +661,12 @@ export class ClusterService {
   async #reclaim(vni: number): Promise<void> {
     const owned = this.#ownedClaims(vni);
     if (owned.blocks.length === 0 && owned.statics.length === 0) return;
-    const base = networkPrefix(vni);
-    const listing = await this.#kv.snapshot(base);
+    const listing = await this.#kv.snapshot(networkPrefix(vni));
     const holders = new Map(listing.entries.map((entry) => [entry.key, entry.value]));
     const me = this.#identity.hostId;
     const conflicts = new Set<string>();
     for (const block of owned.blocks) {
-      const key = `${base}blocks/${blockKey(block)}`;
+      const key = blockKey(vni, block);
       let holder = holders.get(key);
       if (holder === undefined) {
         const put: TxnOperation = { type: "put", key, value: me };
@@ -699,9 +683,8 @@ export class ClusterService {
       }
       const prefix = parsePrefix(block);
       for (const entry of listing.entries) {
-        const below = entry.key.slice(base.length);
-        if (!below.startsWith("addresses/") || entry.value === me) continue;
-        const address = below.slice("addresses/".length);
+        const address = keyBelow(addressesPrefix(vni), entry.key);
+        if (address === undefined || entry.value === me) continue;
         if (!prefixContainsAddress(prefix, parseAddress(address))) continue;
         this.#logger.error(
           { vni, block, address, holder: entry.value },
@@ -710,7 +693,7 @@ export class ClusterService {
       }
     }
     for (const address of owned.statics) {
-      if (holders.get(`${base}addresses/${address}`) === me) continue;
+      if (holders.get(addressKey(vni, address)) === me) continue;
       try {
         await this.claimAddress(vni, address);
         this.#logger.warn({ vni, address }, "claimed static address again in etcd");
@@ -731,9 +714,9 @@ export class ClusterService {
     const listing = await this.#kv.snapshot(base);
     const leftovers = listing.entries.filter(
       (entry) =>
-        this.#isMine(base, entry) &&
-        !entry.key.startsWith(`${base}hosts/`) &&
-        !entry.key.startsWith(`${base}names/`),
+        isHostsOwn(vni, this.#identity.hostId, entry) &&
+        !entry.key.startsWith(hostsPrefix(vni)) &&
+        !entry.key.startsWith(namesPrefix(vni)),
     );
     if (leftovers.length === 0) return;
     this.#logger.warn(
@@ -746,16 +729,6 @@ export class ClusterService {
     });
   }
 
-  #isMine(base: string, entry: KeyValue): boolean {
-    const below = entry.key.slice(base.length);
-    if (below === `hosts/${this.#identity.hostId}`) return true;
-    if (below.startsWith(`names/${this.#identity.hostId}/`)) return true;
-    return (
-      (below.startsWith("blocks/") || below.startsWith("addresses/")) &&
-      entry.value === this.#identity.hostId
-    );
-  }
-
   /** The block length of a network: the one agreed in etcd once joined, else this host's. */
   #blockLengthIn(vni: number, pool: IpPrefix): number {
     const wanted = this.#joined.get(vni)?.blockLength ?? this.#blockLength;
@@ -766,7 +739,7 @@ export class ClusterService {
   async #blockOf(vni: number, address: IpAddress): Promise<IpPrefix> {
     let subnet = this.#joined.get(vni)?.config.subnet;
     if (subnet === undefined) {
-      const stored = await this.#kv.get(`${networkPrefix(vni)}config`);
+      const stored = await this.#kv.get(configKey(vni));
       if (stored === undefined) throw internal(`vxlan.id ${vni} has no record in etcd`);
       subnet = parseStoredConfig(vni, stored).subnet;
     }
@@ -900,12 +873,12 @@ export class ClusterService {
     let quiet = false;
     /** Malformed host entries already logged: each is logged once, not at every event. */
     const warned = new Set<string>();
-    const warnMalformed = (below: string, value: string): void => {
-      const seen = `${below}\n${value}`;
+    const warnMalformed = (key: string, value: string): void => {
+      const seen = `${key}\n${value}`;
       if (warned.has(seen)) return;
       warned.add(seen);
       this.#logger.warn(
-        { vni, key: below, value: value.slice(0, 100) },
+        { vni, key: key.slice(base.length), value: value.slice(0, 100) },
         "skipping a malformed peer in etcd (not a host key with an IPv4 address); the other peers are used",
       );
     };
@@ -926,17 +899,21 @@ export class ClusterService {
         const wasQuiet = quiet;
         quiet = false;
         try {
+          /** Host ID → its VXLAN address, and `HOST/ENDPOINT` → its names, as etcd holds them. */
           const peers = new Map<string, string>();
           const names = new Map<string, string>();
+          const remember = (
+            into: Map<string, string>,
+            below: string | undefined,
+            value: string | undefined,
+          ): void => {
+            if (below === undefined) return;
+            if (value === undefined) into.delete(below);
+            else into.set(below, value);
+          };
           const note = (key: string, value: string | undefined): void => {
-            const below = key.slice(base.length);
-            const into = below.startsWith("hosts/")
-              ? peers
-              : below.startsWith("names/")
-                ? names
-                : undefined;
-            if (value === undefined) into?.delete(below);
-            else into?.set(below, value);
+            remember(peers, keyBelow(hostsPrefix(vni), key), value);
+            remember(names, keyBelow(namesPrefix(vni), key), value);
           };
           const listing = await this.#kv.snapshot(base);
           for (const entry of listing.entries) note(entry.key, entry.value);
@@ -945,10 +922,10 @@ export class ClusterService {
           let force = !wasQuiet;
           const publish = (): void => {
             const peerList = [...peers.entries()]
-              .filter(([below]) => below !== `hosts/${this.#identity.hostId}`)
-              .flatMap(([below, value]) => {
-                const vtep = parsePeer(below, value);
-                if (vtep === undefined) warnMalformed(below, value);
+              .filter(([hostId]) => hostId !== this.#identity.hostId)
+              .flatMap(([hostId, value]) => {
+                const vtep = parsePeer(hostId, value);
+                if (vtep === undefined) warnMalformed(hostKey(vni, hostId), value);
                 return vtep === undefined ? [] : [vtep];
               })
               .sort();
@@ -957,7 +934,7 @@ export class ClusterService {
               this.#tell("peers", vni, () => this.#onPeers(vni, peerList));
             }
             const nameList = [...names.entries()].flatMap(([below, value]) => {
-              const record = parsePublishedName(below.slice("names/".length), value);
+              const record = parsePublishedName(below, value);
               return record === undefined ? [] : [record];
             });
             const text = JSON.stringify(nameList);
@@ -999,26 +976,18 @@ export class ClusterService {
   }
 }
 
-/** Every key of one multi-host network starts with this. */
-const networkPrefix = (vni: number): string => `${ROOT}/${vni}/`;
-
 /**
- * A `hosts/HOST` entry's VXLAN address, or undefined when the entry is not one Switchyard
+ * A host registration's VXLAN address, or undefined when the entry is not one Switchyard
  * writes (an extra key segment, anything but a canonical IPv4 address): such a value must
  * never reach the flood list or the firewall, where it would fail every later update.
  */
-function parsePeer(below: string, value: string): string | undefined {
-  const hostId = below.slice("hosts/".length);
+function parsePeer(hostId: string, value: string): string | undefined {
   if (hostId === "" || hostId.includes("/")) return undefined;
   const address = tryParseAddress(value);
   if (address === undefined || address.v6) return undefined;
   const text = formatAddress(address);
   return text === value ? text : undefined;
 }
-
-/** Where a host publishes the names of one of its endpoints. */
-const nameKey = (vni: number, hostId: string, endpointId: string): string =>
-  `${networkPrefix(vni)}names/${hostId}/${endpointId}`;
 
 /** The `/length` blocks of `pool`, in order, that share an address with `range`. */
 function* blocksOverlapping(pool: IpPrefix, length: number, range: IpPrefix): Generator<IpPrefix> {
@@ -1043,6 +1012,3 @@ function parseStoredConfig(vni: number, text: string): StoredConfig {
   } catch {}
   throw internal(`vxlan.id ${vni}: etcd holds a record Switchyard cannot read: ${text}`);
 }
-
-/** Block CIDRs as etcd key segments ("/" is the key separator). */
-const blockKey = (block: string): string => block.replace("/", "_");

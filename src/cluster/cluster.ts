@@ -31,14 +31,13 @@ import {
   networkPrefix,
 } from "./keys.ts";
 import type { KeyValueStore, TxnOperation } from "./kv.ts";
+import { renewalDelay, retryDelay, SharedLease } from "./lease.ts";
 import { NameSync, type NamesOutOfSync, planNameWrites } from "./name-sync.ts";
 import { type NameRecord, type PublishedName, parsePublishedName } from "./published-names.ts";
 
 export type { NameRecord, NamesOutOfSync, PublishedName };
+export { renewalDelay, retryDelay };
 
-const LEASE_TTL_SECONDS = 15;
-/** The longest wait between two renewal attempts while etcd does not answer. */
-const RENEW_BACKOFF_CAP_MS = 10_000;
 /** A watch that reports nothing for this long may hang on a dead connection: list again. */
 const WATCH_IDLE_MS = 30_000;
 /** How long resume() waits before trying again to re-join a network. */
@@ -74,23 +73,6 @@ export interface ClusterIdentity {
 export interface OwnedClaims {
   blocks: readonly string[];
   statics: readonly string[];
-}
-
-/**
- * How long to wait before the next lease renewal: a third of the TTL while renewals succeed;
- * after failures, 250 ms doubling up to 10 s, and never giving up.
- */
-export function renewalDelay(failures: number): number {
-  if (failures <= 0) return (LEASE_TTL_SECONDS * 1000) / 3;
-  return Math.min(RENEW_BACKOFF_CAP_MS, 250 * 2 ** Math.min(failures - 1, 16));
-}
-
-/**
- * How long to wait before trying again background work etcd refused (a pending leave, a
- * names update): 250 ms doubling up to 10 s after `failures` failed tries.
- */
-export function retryDelay(failures: number): number {
-  return Math.min(RENEW_BACKOFF_CAP_MS, 250 * 2 ** Math.min(Math.max(failures, 1) - 1, 16));
 }
 
 /** A leave etcd has not taken yet: the try in flight, and the timer of the next one. */
@@ -135,15 +117,10 @@ export class ClusterService {
   /** resume()'s re-joins still to succeed, per network: leaving the network calls one off. */
   readonly #rejoins = new Map<number, { timer: NodeJS.Timeout | undefined }>();
   readonly #ownedClaims: (vni: number) => OwnedClaims;
-  readonly #renewalDelay: (failures: number) => number;
   readonly #retryDelay: (failures: number) => number;
   readonly #rejoinDelayMs: number;
   readonly #watchIdleMs: number;
-  /** The grant in flight or done, shared so networks joined at once get one lease. */
-  #lease: Promise<string> | undefined;
-  #renewTimer: NodeJS.Timeout | undefined;
-  /** Bumped when renewals stop, so a renewal in flight does not schedule the next one. */
-  #renewGeneration = 0;
+  readonly #lease: SharedLease;
   /** Set from losing the lease until every network has this host's registration again. */
   #registrationLost = false;
   readonly #onPeers: (vni: number, peers: string[]) => void;
@@ -177,7 +154,12 @@ export class ClusterService {
     this.#onPeers = deps.onPeers;
     this.#onNames = deps.onNames ?? (() => {});
     this.#ownedClaims = deps.ownedClaims ?? (() => ({ blocks: [], statics: [] }));
-    this.#renewalDelay = deps.renewalDelay ?? renewalDelay;
+    this.#lease = new SharedLease({
+      kv: deps.kv,
+      logger: deps.logger,
+      renewalDelay: deps.renewalDelay ?? renewalDelay,
+      renew: () => this.renewLease(),
+    });
     this.#retryDelay = deps.retryDelay ?? retryDelay;
     this.#rejoinDelayMs = deps.rejoinDelayMs ?? REJOIN_DELAY_MS;
     this.#names = new NameSync({
@@ -536,7 +518,7 @@ export class ClusterService {
    * `desired`. Every write is tried; rejects with the first failure.
    */
   async #syncNames(vni: number, desired: ReadonlyMap<string, NameRecord>): Promise<void> {
-    const lease = await this.#ensureLease();
+    const lease = await this.#lease.get();
     const prefix = hostNamesPrefix(vni, this.#identity.hostId);
     const writes = planNameWrites(desired, await this.#kv.range(prefix), prefix, lease);
     let failure: { error: unknown } | undefined;
@@ -603,7 +585,7 @@ export class ClusterService {
    * `joinNetwork(..., { fresh: true })` of the network, or by the last host to leave.
    */
   stop(): void {
-    this.#stopRenewals();
+    this.#lease.stopRenewals();
     for (const vni of [...this.#rejoins.keys()]) this.#cancelRejoin(vni);
     for (const pending of this.#pendingLeaves.values()) clearTimeout(pending.timer);
     this.#pendingLeaves.clear();
@@ -621,7 +603,7 @@ export class ClusterService {
   async #register(vni: number, config: ClusterNetworkConfig): Promise<number> {
     const recordKey = configKey(vni);
     for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
-      const lease = await this.#ensureLease();
+      const lease = await this.#lease.get();
       const register: TxnOperation = {
         type: "put",
         key: hostKey(vni, this.#identity.hostId),
@@ -747,43 +729,6 @@ export class ClusterService {
     return networkOf({ v6: address.v6, address: address.value, length });
   }
 
-  #ensureLease(): Promise<string> {
-    if (this.#lease === undefined) {
-      const granted = this.#kv.grantLease(LEASE_TTL_SECONDS);
-      this.#lease = granted;
-      // A failed grant is forgotten, so the next registration or renewal asks again.
-      granted.catch(() => {
-        if (this.#lease === granted) this.#lease = undefined;
-      });
-    }
-    // Renewals run from the first registration until the last leave (or stop), whatever
-    // happens to the lease in between: they are what repairs a lost one.
-    this.#startRenewals();
-    return this.#lease;
-  }
-
-  /** Renews on a timer: a third of the TTL apart, sooner with backoff after a failure. */
-  #startRenewals(): void {
-    if (this.#renewTimer !== undefined) return;
-    const generation = this.#renewGeneration;
-    let failures = 0;
-    const tick = async (): Promise<void> => {
-      const ok = await this.renewLease();
-      if (generation !== this.#renewGeneration) return;
-      failures = ok ? 0 : failures + 1;
-      this.#renewTimer = setTimeout(() => void tick(), this.#renewalDelay(failures));
-      this.#renewTimer.unref();
-    };
-    this.#renewTimer = setTimeout(() => void tick(), this.#renewalDelay(0));
-    this.#renewTimer.unref();
-  }
-
-  #stopRenewals(): void {
-    if (this.#renewTimer !== undefined) clearTimeout(this.#renewTimer);
-    this.#renewTimer = undefined;
-    this.#renewGeneration += 1;
-  }
-
   /**
    * What the renewal timer runs: keeps the lease alive; if it expired while etcd was away,
    * registers again in full (lease, registration, blocks, static addresses, and a names pass
@@ -792,15 +737,8 @@ export class ClusterService {
    * its own). Public so tests drive it without waiting for the timer.
    */
   async renewLease(): Promise<boolean> {
-    const current = this.#lease;
     try {
-      const lease = await current;
-      const alive = lease !== undefined && (await this.#kv.keepAlive(lease));
-      if (alive && !this.#registrationLost) return true;
-      if (!alive && lease !== undefined) {
-        this.#logger.warn("etcd lease expired; registering this host again");
-        if (this.#lease === current) this.#lease = undefined;
-      }
+      if ((await this.#lease.keepAlive()) && !this.#registrationLost) return true;
     } catch (error) {
       this.#logger.warn({ err: error }, "cannot renew etcd lease; running containers keep working");
       return false;
@@ -838,13 +776,8 @@ export class ClusterService {
   }
 
   async #dropLease(): Promise<void> {
-    this.#stopRenewals();
-    const lease = this.#lease;
-    this.#lease = undefined;
     this.#registrationLost = false;
-    if (lease !== undefined) {
-      await lease.then((id) => this.#kv.revokeLease(id)).catch(() => undefined);
-    }
+    await this.#lease.drop();
   }
 
   /** Runs a listener; one that throws is logged and never breaks the watch that called it. */

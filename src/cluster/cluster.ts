@@ -3,7 +3,6 @@ import { conflict, exhausted, internal, SwitchyardError } from "../errors.ts";
 import {
   addressBits,
   firstAddress,
-  formatAddress,
   formatPrefix,
   type IpAddress,
   type IpPrefix,
@@ -13,7 +12,6 @@ import {
   parseAddress,
   parsePrefix,
   prefixContainsAddress,
-  tryParseAddress,
 } from "../ipam/prefix.ts";
 import { absent, holds, TXN_ATTEMPTS, unchangedSince } from "./compares.ts";
 import {
@@ -33,13 +31,12 @@ import {
 import type { KeyValueStore, TxnOperation } from "./kv.ts";
 import { renewalDelay, retryDelay, SharedLease } from "./lease.ts";
 import { NameSync, type NamesOutOfSync, planNameWrites } from "./name-sync.ts";
-import { type NameRecord, type PublishedName, parsePublishedName } from "./published-names.ts";
+import type { NameRecord, PublishedName } from "./published-names.ts";
+import { NetworkWatcher } from "./watch.ts";
 
 export type { NameRecord, NamesOutOfSync, PublishedName };
 export { renewalDelay, retryDelay };
 
-/** A watch that reports nothing for this long may hang on a dead connection: list again. */
-const WATCH_IDLE_MS = 30_000;
 /** How long resume() waits before trying again to re-join a network. */
 const REJOIN_DELAY_MS = 2_000;
 /** How often this host's names in etcd are checked against the desired set. */
@@ -94,7 +91,7 @@ export class ClusterService {
   readonly #logger: Logger;
   readonly #blockLength: number;
   readonly #identity: ClusterIdentity;
-  readonly #watches = new Map<number, AbortController>();
+  readonly #watcher: NetworkWatcher;
   /** Networks this host is a member of: the config it joined with and the agreed block length. */
   readonly #joined = new Map<number, { config: ClusterNetworkConfig; blockLength: number }>();
   /** Blocks this host holds locally but etcd gives to another host: no new addresses from them. */
@@ -119,12 +116,9 @@ export class ClusterService {
   readonly #ownedClaims: (vni: number) => OwnedClaims;
   readonly #retryDelay: (failures: number) => number;
   readonly #rejoinDelayMs: number;
-  readonly #watchIdleMs: number;
   readonly #lease: SharedLease;
   /** Set from losing the lease until every network has this host's registration again. */
   #registrationLost = false;
-  readonly #onPeers: (vni: number, peers: string[]) => void;
-  readonly #onNames: (vni: number, names: PublishedName[]) => void;
   /** This host's names per network: the desired sets, and the passes that make etcd agree. */
   readonly #names: NameSync;
 
@@ -151,8 +145,14 @@ export class ClusterService {
     this.#logger = deps.logger;
     this.#identity = deps.identity;
     this.#blockLength = deps.blockLength;
-    this.#onPeers = deps.onPeers;
-    this.#onNames = deps.onNames ?? (() => {});
+    this.#watcher = new NetworkWatcher({
+      kv: deps.kv,
+      logger: deps.logger,
+      hostId: deps.identity.hostId,
+      onPeers: deps.onPeers,
+      onNames: deps.onNames ?? (() => {}),
+      watchIdleMs: deps.watchIdleMs,
+    });
     this.#ownedClaims = deps.ownedClaims ?? (() => ({ blocks: [], statics: [] }));
     this.#lease = new SharedLease({
       kv: deps.kv,
@@ -168,7 +168,6 @@ export class ClusterService {
       retryDelay: this.#retryDelay,
       resyncMs: deps.namesResyncMs ?? NAMES_RESYNC_MS,
     });
-    this.#watchIdleMs = deps.watchIdleMs ?? WATCH_IDLE_MS;
   }
 
   get identity(): ClusterIdentity {
@@ -213,7 +212,7 @@ export class ClusterService {
     this.#joined.set(vni, { config, blockLength });
     // Created here: no names yet, so any in etcd (a failed leave's) go at once.
     this.#names.open(vni, options.fresh === true);
-    this.#follow(vni);
+    this.#watcher.follow(vni);
     if (options.fresh) await this.#dropLeftovers(vni);
     else await this.#reclaim(vni);
   }
@@ -234,8 +233,7 @@ export class ClusterService {
     this.#cancelRejoin(vni);
     // A join under way (resume()'s) would register this host again once the leave is done.
     await Promise.allSettled([...(this.#joinsInFlight.get(vni) ?? [])]);
-    this.#watches.get(vni)?.abort();
-    this.#watches.delete(vni);
+    this.#watcher.unfollow(vni);
     this.#joined.delete(vni);
     this.#conflicts.delete(vni);
     this.#blocksInHand.delete(vni);
@@ -590,8 +588,7 @@ export class ClusterService {
     for (const pending of this.#pendingLeaves.values()) clearTimeout(pending.timer);
     this.#pendingLeaves.clear();
     this.#names.stop();
-    for (const watch of this.#watches.values()) watch.abort();
-    this.#watches.clear();
+    this.#watcher.stop();
   }
 
   /**
@@ -779,147 +776,6 @@ export class ClusterService {
     this.#registrationLost = false;
     await this.#lease.drop();
   }
-
-  /** Runs a listener; one that throws is logged and never breaks the watch that called it. */
-  #tell(what: string, vni: number, listener: () => void): void {
-    try {
-      listener();
-    } catch (error) {
-      this.#logger.error({ err: error, vni }, `cannot take in the network's ${what} from etcd`);
-    }
-  }
-
-  /**
-   * Lists the network's hosts and published names, then watches for changes; lists again
-   * whenever the watch breaks, and when it has said nothing for a while: a silent partition can
-   * leave a stream open that never reports again, and listing (which times out) tells a live
-   * etcd from a lost one.
-   */
-  #follow(vni: number): void {
-    if (this.#watches.has(vni)) return;
-    const controller = new AbortController();
-    this.#watches.set(vni, controller);
-    const base = networkPrefix(vni);
-    /** The peers and names last told, and whether the last watch ended as it went quiet. */
-    let toldPeers: string | undefined;
-    let toldNames: string | undefined;
-    let quiet = false;
-    /** Malformed host entries already logged: each is logged once, not at every event. */
-    const warned = new Set<string>();
-    const warnMalformed = (key: string, value: string): void => {
-      const seen = `${key}\n${value}`;
-      if (warned.has(seen)) return;
-      warned.add(seen);
-      this.#logger.warn(
-        { vni, key: key.slice(base.length), value: value.slice(0, 100) },
-        "skipping a malformed peer in etcd (not a host key with an IPv4 address); the other peers are used",
-      );
-    };
-    const loop = async (): Promise<void> => {
-      while (!controller.signal.aborted) {
-        const attempt = new AbortController();
-        const stopAttempt = (): void => attempt.abort();
-        controller.signal.addEventListener("abort", stopAttempt, { once: true });
-        let timer: NodeJS.Timeout | undefined;
-        const quietFrom = (): void => {
-          clearTimeout(timer);
-          timer = setTimeout(() => {
-            quiet = true;
-            attempt.abort();
-          }, this.#watchIdleMs);
-          timer.unref();
-        };
-        const wasQuiet = quiet;
-        quiet = false;
-        try {
-          /** Host ID → its VXLAN address, and `HOST/ENDPOINT` → its names, as etcd holds them. */
-          const peers = new Map<string, string>();
-          const names = new Map<string, string>();
-          const remember = (
-            into: Map<string, string>,
-            below: string | undefined,
-            value: string | undefined,
-          ): void => {
-            if (below === undefined) return;
-            if (value === undefined) into.delete(below);
-            else into.set(below, value);
-          };
-          const note = (key: string, value: string | undefined): void => {
-            remember(peers, keyBelow(hostsPrefix(vni), key), value);
-            remember(names, keyBelow(namesPrefix(vni), key), value);
-          };
-          const listing = await this.#kv.snapshot(base);
-          for (const entry of listing.entries) note(entry.key, entry.value);
-          // After a re-list that is not only a quiet spell's, tell all again (a resync);
-          // otherwise tell only what changed.
-          let force = !wasQuiet;
-          const publish = (): void => {
-            const peerList = [...peers.entries()]
-              .filter(([hostId]) => hostId !== this.#identity.hostId)
-              .flatMap(([hostId, value]) => {
-                const vtep = parsePeer(hostId, value);
-                if (vtep === undefined) warnMalformed(hostKey(vni, hostId), value);
-                return vtep === undefined ? [] : [vtep];
-              })
-              .sort();
-            if (force || peerList.join() !== toldPeers) {
-              toldPeers = peerList.join();
-              this.#tell("peers", vni, () => this.#onPeers(vni, peerList));
-            }
-            const nameList = [...names.entries()].flatMap(([below, value]) => {
-              const record = parsePublishedName(below, value);
-              return record === undefined ? [] : [record];
-            });
-            const text = JSON.stringify(nameList);
-            if (force || text !== toldNames) {
-              toldNames = text;
-              this.#tell("names", vni, () => this.#onNames(vni, nameList));
-            }
-            force = false;
-          };
-          publish();
-          quietFrom();
-          await this.#kv.watch(
-            base,
-            (event) => {
-              quietFrom();
-              note(event.key, event.type === "DELETE" ? undefined : event.value);
-              publish();
-            },
-            attempt.signal,
-            listing.revision,
-          );
-        } catch (error) {
-          this.#logger.debug({ err: error, vni }, "watch of the network in etcd broke");
-        } finally {
-          clearTimeout(timer);
-          controller.signal.removeEventListener("abort", stopAttempt);
-        }
-        if (quiet) {
-          this.#logger.debug({ vni }, "no word from the etcd watch for a while; listing again");
-          continue;
-        }
-        if (!controller.signal.aborted) await new Promise((resolve) => setTimeout(resolve, 1_000));
-      }
-      // Left (or stopped): nobody on this host resolves the network's names any more, unless
-      // the network was joined again meanwhile (its new watch reports them).
-      if (!this.#watches.has(vni)) this.#tell("names", vni, () => this.#onNames(vni, []));
-    };
-    void loop();
-  }
-}
-
-/**
- * A host registration's VXLAN address, or undefined when the entry is not one Switchyard
- * writes (an extra key segment, anything but a canonical IPv4 address): such a value must
- * never reach the flood list or the firewall, where it would fail every later update.
- */
-function parsePeer(hostId: string, value: string): string | undefined {
-  if (hostId === "" || hostId.includes("/")) return undefined;
-  const address = tryParseAddress(value);
-  if (address === undefined || address.v6) return undefined;
-  const text = formatAddress(address);
-  return text === value ? text : undefined;
 }
 
 /** The `/length` blocks of `pool`, in order, that share an address with `range`. */

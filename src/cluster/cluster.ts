@@ -1,40 +1,21 @@
 import type { Logger } from "pino";
-import { conflict, exhausted, internal, SwitchyardError } from "../errors.ts";
-import {
-  addressBits,
-  firstAddress,
-  formatPrefix,
-  type IpAddress,
-  type IpPrefix,
-  lastAddress,
-  networkOf,
-  nthSubnet,
-  parseAddress,
-  parsePrefix,
-  prefixContainsAddress,
-} from "../ipam/prefix.ts";
+import { conflict, internal, SwitchyardError } from "../errors.ts";
+import { AddressClaims, type OwnedClaims } from "./claims.ts";
 import { absent, holds, TXN_ATTEMPTS, unchangedSince } from "./compares.ts";
-import {
-  addressesPrefix,
-  addressKey,
-  blockKey,
-  blocksPrefix,
-  configKey,
-  hostKey,
-  hostNamesPrefix,
-  hostsPrefix,
-  isHostsOwn,
-  keyBelow,
-  namesPrefix,
-  networkPrefix,
-} from "./keys.ts";
+import { configKey, hostKey, hostNamesPrefix, isHostsOwn, networkPrefix } from "./keys.ts";
 import type { KeyValueStore, TxnOperation } from "./kv.ts";
 import { renewalDelay, retryDelay, SharedLease } from "./lease.ts";
 import { NameSync, type NamesOutOfSync, planNameWrites } from "./name-sync.ts";
+import {
+  type ClusterNetworkConfig,
+  type JoinedNetwork,
+  parseStoredConfig,
+  type StoredConfig,
+} from "./network-config.ts";
 import type { NameRecord, PublishedName } from "./published-names.ts";
 import { NetworkWatcher } from "./watch.ts";
 
-export type { NameRecord, NamesOutOfSync, PublishedName };
+export type { ClusterNetworkConfig, NameRecord, NamesOutOfSync, OwnedClaims, PublishedName };
 export { renewalDelay, retryDelay };
 
 /** How long resume() waits before trying again to re-join a network. */
@@ -44,32 +25,12 @@ const NAMES_RESYNC_MS = 10_000;
 /** Name writes of one pass in flight at once. */
 const NAME_WRITES_AT_ONCE = 16;
 
-/** What every host of a multi-host network must agree on. */
-export interface ClusterNetworkConfig {
-  subnet: string;
-  gateway: string;
-}
-
-/**
- * The network's record in etcd: the agreed config, and the block length the first host chose,
- * which every host then uses (blocks of different lengths would overlap).
- */
-interface StoredConfig extends ClusterNetworkConfig {
-  blockLength?: number;
-}
-
 /** This host in the cluster. */
 export interface ClusterIdentity {
   /** Stable across restarts (kept in the local state). */
   hostId: string;
   /** The underlay address VXLAN traffic to this host goes to. */
   vtep: string;
-}
-
-/** The address blocks and static addresses this host's local state says it holds in a network. */
-export interface OwnedClaims {
-  blocks: readonly string[];
-  statics: readonly string[];
 }
 
 /** A leave etcd has not taken yet: the try in flight, and the timer of the next one. */
@@ -93,17 +54,8 @@ export class ClusterService {
   readonly #identity: ClusterIdentity;
   readonly #watcher: NetworkWatcher;
   /** Networks this host is a member of: the config it joined with and the agreed block length. */
-  readonly #joined = new Map<number, { config: ClusterNetworkConfig; blockLength: number }>();
-  /** Blocks this host holds locally but etcd gives to another host: no new addresses from them. */
-  readonly #conflicts = new Map<number, Set<string>>();
-  /**
-   * Blocks {@link claimBlock} answered, or is claiming, in this process: a caller has them, so
-   * they are never adopted as the leftover of a claim whose reply was lost.
-   */
-  readonly #blocksInHand = new Map<
-    number,
-    { answered: Set<string>; claiming: Map<string, number> }
-  >();
+  readonly #joined = new Map<number, JoinedNetwork>();
+  readonly #claims: AddressClaims;
   /**
    * Joins under way, per network: a leave waits for them, and the lease is never dropped
    * while one may be registering on it.
@@ -113,7 +65,6 @@ export class ClusterService {
   readonly #pendingLeaves = new Map<number, PendingLeave>();
   /** resume()'s re-joins still to succeed, per network: leaving the network calls one off. */
   readonly #rejoins = new Map<number, { timer: NodeJS.Timeout | undefined }>();
-  readonly #ownedClaims: (vni: number) => OwnedClaims;
   readonly #retryDelay: (failures: number) => number;
   readonly #rejoinDelayMs: number;
   readonly #lease: SharedLease;
@@ -153,7 +104,14 @@ export class ClusterService {
       onNames: deps.onNames ?? (() => {}),
       watchIdleMs: deps.watchIdleMs,
     });
-    this.#ownedClaims = deps.ownedClaims ?? (() => ({ blocks: [], statics: [] }));
+    this.#claims = new AddressClaims({
+      kv: deps.kv,
+      logger: deps.logger,
+      hostId: deps.identity.hostId,
+      blockLength: deps.blockLength,
+      joined: (vni) => this.#joined.get(vni),
+      ownedClaims: deps.ownedClaims ?? (() => ({ blocks: [], statics: [] })),
+    });
     this.#lease = new SharedLease({
       kv: deps.kv,
       logger: deps.logger,
@@ -213,8 +171,8 @@ export class ClusterService {
     // Created here: no names yet, so any in etcd (a failed leave's) go at once.
     this.#names.open(vni, options.fresh === true);
     this.#watcher.follow(vni);
-    if (options.fresh) await this.#dropLeftovers(vni);
-    else await this.#reclaim(vni);
+    if (options.fresh) await this.#claims.dropLeftovers(vni);
+    else await this.#claims.reclaim(vni);
   }
 
   /**
@@ -235,8 +193,7 @@ export class ClusterService {
     await Promise.allSettled([...(this.#joinsInFlight.get(vni) ?? [])]);
     this.#watcher.unfollow(vni);
     this.#joined.delete(vni);
-    this.#conflicts.delete(vni);
-    this.#blocksInHand.delete(vni);
+    this.#claims.forget(vni);
     // A names pass in flight could write after the leave's delete: it ends first.
     const namesClosed = this.#names.close(vni);
     // Pending from here on, with no wait since the network was dropped: the lease stays.
@@ -337,149 +294,29 @@ export class ClusterService {
     }
   }
 
-  /**
-   * Claims a free address block for this host: a `/blockLength` of the subnet that overlaps
-   * `range` (the pool's `--ip-range`, else the whole subnet), that no host holds and that holds
-   * no other host's static address. Blocks stay aligned to the subnet whatever the range, so
-   * hosts with different ranges never claim overlapping blocks. A block etcd already gives this
-   * host that is not in `held` (a claim whose reply was lost, retried) is answered instead of
-   * claiming another, so a retry never leaks a block.
-   */
-  async claimBlock(
+  /** A free address block for this host ({@link AddressClaims.claimBlock}). */
+  claimBlock(
     vni: number,
     subnet: string,
     held: readonly string[],
     range?: string,
   ): Promise<string> {
-    const pool = parsePrefix(subnet);
-    const carveFrom = range === undefined ? pool : parsePrefix(range);
-    const length = this.#blockLengthIn(vni, pool);
-    const base = networkPrefix(vni);
-    let inHand = this.#blocksInHand.get(vni);
-    if (inHand === undefined) {
-      inHand = { answered: new Set(), claiming: new Map() };
-      this.#blocksInHand.set(vni, inHand);
-    }
-    const { answered, claiming } = inHand;
-    const inFlight = (block: string, delta: number): void => {
-      const count = (claiming.get(block) ?? 0) + delta;
-      if (count > 0) claiming.set(block, count);
-      else claiming.delete(block);
-    };
-    let skippedForStatics = false;
-    for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
-      const listing = await this.#kv.snapshot(base);
-      /** Block key → holder. */
-      const taken = new Map<string, string>();
-      const foreignStatics: IpAddress[] = [];
-      for (const entry of listing.entries) {
-        if (entry.key.startsWith(blocksPrefix(vni))) taken.set(entry.key, entry.value);
-        const address = keyBelow(addressesPrefix(vni), entry.key);
-        if (address !== undefined && entry.value !== this.#identity.hostId) {
-          foreignStatics.push(parseAddress(address));
-        }
-      }
-      // A block etcd gives this host that the caller does not hold is one whose claim went
-      // through while its reply was lost (the caller retried): that one, not another. Blocks
-      // answered to another call, or being claimed by one, are that caller's.
-      const conflicted = this.#conflicts.get(vni);
-      for (const block of blocksOverlapping(pool, length, carveFrom)) {
-        const text = formatPrefix(block);
-        if (held.includes(text) || conflicted?.has(text)) continue;
-        if (answered.has(text) || claiming.has(text)) continue;
-        if (taken.get(blockKey(vni, text)) !== this.#identity.hostId) continue;
-        answered.add(text);
-        this.#logger.warn(
-          { vni, block: text },
-          "adopted address block etcd already gives this host",
-        );
-        return text;
-      }
-      let raced = false;
-      for (const block of blocksOverlapping(pool, length, carveFrom)) {
-        const text = formatPrefix(block);
-        if (held.includes(text) || taken.has(blockKey(vni, text))) continue;
-        if (foreignStatics.some((address) => prefixContainsAddress(block, address))) {
-          skippedForStatics = true;
-          continue;
-        }
-        // Atomic with the check of other hosts' statics: none appeared since the listing.
-        inFlight(text, 1);
-        let succeeded = false;
-        try {
-          ({ succeeded } = await this.#kv.txn({
-            compare: [
-              absent(blockKey(vni, text)),
-              unchangedSince(addressesPrefix(vni), listing.revision, true),
-            ],
-            success: [{ type: "put", key: blockKey(vni, text), value: this.#identity.hostId }],
-          }));
-        } finally {
-          // Failed, or unknown (no reply): a retry may adopt it if the write went through.
-          if (succeeded) answered.add(text);
-          inFlight(text, -1);
-        }
-        if (succeeded) {
-          this.#logger.info({ vni, block: text }, "claimed address block");
-          return text;
-        }
-        raced = true;
-        break;
-      }
-      if (!raced) {
-        const where = range === undefined ? subnet : `IP range ${range} of ${subnet}`;
-        const why = skippedForStatics
-          ? "is held by a host or holds another host's static address"
-          : "is held by a host";
-        throw exhausted(`no free address block left in ${where} (every /${length} ${why})`);
-      }
-    }
-    throw internal(`cannot claim an address block of ${subnet}: other hosts kept claiming too`);
+    return this.#claims.claimBlock(vni, subnet, held, range);
   }
 
-  /**
-   * Takes a static address (`--ip`) cluster-wide. Conflict, naming the holder, when another
-   * host holds the address or the block it lies in; inside this host's own block it is fine.
-   */
-  async claimAddress(vni: number, address: string): Promise<void> {
-    const key = addressKey(vni, address);
-    const block = formatPrefix(await this.#blockOf(vni, parseAddress(address)));
-    const blockPath = blockKey(vni, block);
-    const take: TxnOperation = { type: "put", key, value: this.#identity.hostId };
-    for (let attempt = 0; attempt < TXN_ATTEMPTS; attempt++) {
-      if (
-        (await this.#kv.txn({ compare: [absent(key), absent(blockPath)], success: [take] }))
-          .succeeded
-      )
-        return;
-      const [holder, blockHolder] = await Promise.all([this.#kv.get(key), this.#kv.get(blockPath)]);
-      if (holder === this.#identity.hostId) return;
-      if (holder !== undefined) {
-        throw conflict(
-          `address ${address} is already in use on another host (${holder}) of vxlan.id ${vni}`,
-        );
-      }
-      if (blockHolder !== undefined && blockHolder !== this.#identity.hostId) {
-        throw conflict(
-          `address ${address} is in address block ${block}, from which host ${blockHolder} hands out addresses on vxlan.id ${vni}; take a static address outside the hosts' blocks (e.g. give the network an --ip-range for automatic addresses and use --ip outside it)`,
-        );
-      }
-      if (blockHolder === this.#identity.hostId) {
-        const ownBlock = holds(blockPath, this.#identity.hostId);
-        if ((await this.#kv.txn({ compare: [absent(key), ownBlock], success: [take] })).succeeded)
-          return;
-      }
-    }
-    throw internal(`cannot claim address ${address}: other hosts kept changing vxlan.id ${vni}`);
+  /** Takes a static address cluster-wide ({@link AddressClaims.claimAddress}). */
+  claimAddress(vni: number, address: string): Promise<void> {
+    return this.#claims.claimAddress(vni, address);
   }
 
   /** Gives back a static address taken with {@link claimAddress}; others' are left alone. */
-  async releaseAddress(vni: number, address: string): Promise<void> {
-    const key = addressKey(vni, address);
-    await this.#kv.txn({
-      compare: [holds(key, this.#identity.hostId)],
-      success: [{ type: "delete", key }],
-    });
+  releaseAddress(vni: number, address: string): Promise<void> {
+    return this.#claims.releaseAddress(vni, address);
+  }
+
+  /** Blocks this host must not hand out new addresses from: etcd gives them to another host. */
+  conflictedBlocks(vni: number): readonly string[] {
+    return this.#claims.conflictedBlocks(vni);
   }
 
   /**
@@ -535,11 +372,6 @@ export class ClusterService {
       }
     }
     if (failure !== undefined) throw failure.error;
-  }
-
-  /** Blocks this host must not hand out new addresses from: etcd gives them to another host. */
-  conflictedBlocks(vni: number): readonly string[] {
-    return [...(this.#conflicts.get(vni) ?? [])];
   }
 
   /**
@@ -633,100 +465,6 @@ export class ClusterService {
   }
 
   /**
-   * Claims again the blocks and static addresses the local state says this host holds (after
-   * a restart, or a lost registration). One that another host holds now is a conflict: logged
-   * as an error, and a block in conflict hands out no new addresses here.
-   */
-  async #reclaim(vni: number): Promise<void> {
-    const owned = this.#ownedClaims(vni);
-    if (owned.blocks.length === 0 && owned.statics.length === 0) return;
-    const listing = await this.#kv.snapshot(networkPrefix(vni));
-    const holders = new Map(listing.entries.map((entry) => [entry.key, entry.value]));
-    const me = this.#identity.hostId;
-    const conflicts = new Set<string>();
-    for (const block of owned.blocks) {
-      const key = blockKey(vni, block);
-      let holder = holders.get(key);
-      if (holder === undefined) {
-        const put: TxnOperation = { type: "put", key, value: me };
-        const { succeeded } = await this.#kv.txn({ compare: [absent(key)], success: [put] });
-        holder = succeeded ? me : await this.#kv.get(key);
-        if (succeeded) this.#logger.warn({ vni, block }, "claimed address block again in etcd");
-      }
-      if (holder !== me) {
-        conflicts.add(block);
-        this.#logger.error(
-          { vni, block, holder },
-          "CONFLICT: etcd gives this host's address block to another host; no new addresses from it here, and addresses already given from it may be in use twice",
-        );
-      }
-      const prefix = parsePrefix(block);
-      for (const entry of listing.entries) {
-        const address = keyBelow(addressesPrefix(vni), entry.key);
-        if (address === undefined || entry.value === me) continue;
-        if (!prefixContainsAddress(prefix, parseAddress(address))) continue;
-        this.#logger.error(
-          { vni, block, address, holder: entry.value },
-          "CONFLICT: another host holds a static address inside this host's address block; it may be in use twice",
-        );
-      }
-    }
-    for (const address of owned.statics) {
-      if (holders.get(addressKey(vni, address)) === me) continue;
-      try {
-        await this.claimAddress(vni, address);
-        this.#logger.warn({ vni, address }, "claimed static address again in etcd");
-      } catch (error) {
-        if (!(error instanceof SwitchyardError && error.kind === "Conflict")) throw error;
-        this.#logger.error(
-          { vni, address, err: error },
-          "CONFLICT: this host's static address is held by another host; it may be in use twice",
-        );
-      }
-    }
-    this.#conflicts.set(vni, conflicts);
-  }
-
-  /** Gives back the blocks and static addresses etcd still records for this host. */
-  async #dropLeftovers(vni: number): Promise<void> {
-    const base = networkPrefix(vni);
-    const listing = await this.#kv.snapshot(base);
-    const leftovers = listing.entries.filter(
-      (entry) =>
-        isHostsOwn(vni, this.#identity.hostId, entry) &&
-        !entry.key.startsWith(hostsPrefix(vni)) &&
-        !entry.key.startsWith(namesPrefix(vni)),
-    );
-    if (leftovers.length === 0) return;
-    this.#logger.warn(
-      { vni, keys: leftovers.map((entry) => entry.key.slice(base.length)) },
-      "giving back address blocks and static addresses left in etcd by an earlier network",
-    );
-    await this.#kv.txn({
-      compare: leftovers.map((entry) => unchangedSince(entry.key, listing.revision)),
-      success: leftovers.map((entry) => ({ type: "delete", key: entry.key })),
-    });
-  }
-
-  /** The block length of a network: the one agreed in etcd once joined, else this host's. */
-  #blockLengthIn(vni: number, pool: IpPrefix): number {
-    const wanted = this.#joined.get(vni)?.blockLength ?? this.#blockLength;
-    return Math.max(pool.length, Math.min(wanted, addressBits(pool.v6)));
-  }
-
-  /** The block an address lies in (whoever holds it), from the network's subnet. */
-  async #blockOf(vni: number, address: IpAddress): Promise<IpPrefix> {
-    let subnet = this.#joined.get(vni)?.config.subnet;
-    if (subnet === undefined) {
-      const stored = await this.#kv.get(configKey(vni));
-      if (stored === undefined) throw internal(`vxlan.id ${vni} has no record in etcd`);
-      subnet = parseStoredConfig(vni, stored).subnet;
-    }
-    const length = this.#blockLengthIn(vni, parsePrefix(subnet));
-    return networkOf({ v6: address.v6, address: address.value, length });
-  }
-
-  /**
    * What the renewal timer runs: keeps the lease alive; if it expired while etcd was away,
    * registers again in full (lease, registration, blocks, static addresses, and a names pass
    * that puts this host's names back on the new lease) and keeps trying on later runs until
@@ -745,7 +483,7 @@ export class ClusterService {
     for (const [vni, joined] of this.#joined) {
       try {
         await this.#register(vni, joined.config);
-        await this.#reclaim(vni);
+        await this.#claims.reclaim(vni);
         // Names on the lost lease went with it: a pass puts them back on this one.
         this.#names.kick(vni);
       } catch (error) {
@@ -776,28 +514,4 @@ export class ClusterService {
     this.#registrationLost = false;
     await this.#lease.drop();
   }
-}
-
-/** The `/length` blocks of `pool`, in order, that share an address with `range`. */
-function* blocksOverlapping(pool: IpPrefix, length: number, range: IpPrefix): Generator<IpPrefix> {
-  const shift = BigInt(addressBits(pool.v6) - length);
-  const base = firstAddress(pool);
-  const poolLast = lastAddress(pool);
-  // biome-ignore lint/complexity/useMathMinMax: bigints; Math.max does not take them
-  const from = firstAddress(range) > base ? firstAddress(range) : base;
-  // biome-ignore lint/complexity/useMathMinMax: bigints; Math.min does not take them
-  const to = lastAddress(range) < poolLast ? lastAddress(range) : poolLast;
-  if (from > to) return;
-  for (let index = (from - base) >> shift; index <= (to - base) >> shift; index++) {
-    yield nthSubnet(pool, length, index);
-  }
-}
-
-/** The network's record in etcd, or Internal when it is not one Switchyard wrote. */
-function parseStoredConfig(vni: number, text: string): StoredConfig {
-  try {
-    const parsed = JSON.parse(text) as StoredConfig;
-    if (typeof parsed.subnet === "string" && typeof parsed.gateway === "string") return parsed;
-  } catch {}
-  throw internal(`vxlan.id ${vni}: etcd holds a record Switchyard cannot read: ${text}`);
 }

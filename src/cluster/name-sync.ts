@@ -1,5 +1,5 @@
 import type { Logger } from "pino";
-import type { KeyValue } from "./kv.ts";
+import type { KeyValue, KeyValueStore } from "./kv.ts";
 import type { NameRecord } from "./published-names.ts";
 
 // This host's names in etcd, reconciled rather than remembered: the desired set per network
@@ -41,6 +41,37 @@ export function planNameWrites(
   return [...puts, ...deletes];
 }
 
+/** Name writes of one pass in flight at once. */
+const NAME_WRITES_AT_ONCE = 16;
+
+/**
+ * One names pass: lists the entries under `prefix` (one host's names on one network) and
+ * writes what differs from `desired`, on `lease`. Every write is tried; rejects with the
+ * first failure.
+ */
+export async function writeNames(
+  kv: KeyValueStore,
+  prefix: string,
+  lease: string,
+  desired: ReadonlyMap<string, NameRecord>,
+): Promise<void> {
+  const writes = planNameWrites(desired, await kv.range(prefix), prefix, lease);
+  let failure: { error: unknown } | undefined;
+  for (let from = 0; from < writes.length; from += NAME_WRITES_AT_ONCE) {
+    const results = await Promise.allSettled(
+      writes
+        .slice(from, from + NAME_WRITES_AT_ONCE)
+        .map((write) =>
+          write.type === "put" ? kv.put(write.key, write.value, lease) : kv.delete(write.key),
+        ),
+    );
+    for (const result of results) {
+      if (result.status === "rejected") failure ??= { error: result.reason };
+    }
+  }
+  if (failure !== undefined) throw failure.error;
+}
+
 /** A network whose names etcd does not hold as wanted, and why (the last pass's error). */
 export interface NamesOutOfSync {
   vni: number;
@@ -72,8 +103,8 @@ interface NetworkNames {
 /**
  * Keeps this host's names in etcd equal to the desired set, one network at a time: each
  * network has its own passes and timer, so one network's failure never holds up another's.
- * The pass itself (list, put, delete in etcd) is the cluster's; this holds what is wanted and
- * when to run it.
+ * The pass itself (list, put, delete in etcd: {@link writeNames} on the cluster's lease) is
+ * given in; this holds what is wanted and when to run it.
  */
 export class NameSync {
   readonly #pass: (vni: number, desired: ReadonlyMap<string, NameRecord>) => Promise<void>;

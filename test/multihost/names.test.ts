@@ -71,7 +71,7 @@ const RESOLVER = "169.254.53.53";
 const MESH = "mesh";
 const MIXED = "mixed";
 const PER_HOST = 30;
-/** The lease TTL hosts register with (src/cluster/cluster.ts). */
+/** The lease TTL hosts register with (src/cluster/lease.ts). */
 const LEASE_TTL_MS = 15_000;
 
 /** HAProxy's config, as printf arguments: web1 and web2 by name, round robin. */

@@ -6,6 +6,7 @@ import {
   networkOf,
   prefixesOverlap,
 } from "./prefix.ts";
+import { findOverlapping } from "./sorted-ranges.ts";
 
 /** How many host prefixes an exhaustion message names before it says "…". */
 const LISTED_MAX = 8;
@@ -53,15 +54,7 @@ export class HostRanges {
 
   /** The last address of the host range sharing an address with `[first, last]`, if any. */
   overlapEnd(first: bigint, last: bigint): bigint | undefined {
-    let low = 0;
-    let high = this.#ranges.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if ((this.#ranges[mid]?.first ?? 0n) <= last) low = mid + 1;
-      else high = mid;
-    }
-    const candidate = this.#ranges[low - 1];
-    return candidate !== undefined && candidate.last >= first ? candidate.last : undefined;
+    return findOverlapping(this.#ranges, first, last)?.last;
   }
 
   /** The host prefixes that overlap any of `bases`, as text for a message, in input order. */

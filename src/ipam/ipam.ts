@@ -25,6 +25,7 @@ import {
   prefixContainsAddress,
   prefixSize,
 } from "./prefix.ts";
+import { findOverlapping, lastStartingAtOrBefore } from "./sorted-ranges.ts";
 import { StickyReservations, type StickySnapshot } from "./sticky.ts";
 
 export type { DefaultPool, IpamSettings } from "./defaults.ts";
@@ -139,29 +140,17 @@ class PoolIndex {
   searchFrom: CandidatePosition = { pool: 0, subnet: 0n };
 
   insert(pool: PoolState): void {
-    this.#pools.splice(this.#lastStartingAtOrBefore(pool.first) + 1, 0, pool);
+    this.#pools.splice(lastStartingAtOrBefore(this.#pools, pool.first) + 1, 0, pool);
   }
 
   remove(pool: PoolState): void {
-    const at = this.#lastStartingAtOrBefore(pool.first);
+    const at = lastStartingAtOrBefore(this.#pools, pool.first);
     if (this.#pools[at] === pool) this.#pools.splice(at, 1);
   }
 
   /** A pool sharing an address with `[first, last]`: the one that ends last, if several. */
   findOverlap(first: bigint, last: bigint): PoolState | undefined {
-    const candidate = this.#pools[this.#lastStartingAtOrBefore(last)];
-    return candidate !== undefined && candidate.last >= first ? candidate : undefined;
-  }
-
-  #lastStartingAtOrBefore(address: bigint): number {
-    let low = 0;
-    let high = this.#pools.length;
-    while (low < high) {
-      const mid = (low + high) >>> 1;
-      if ((this.#pools[mid]?.first ?? 0n) <= address) low = mid + 1;
-      else high = mid;
-    }
-    return low - 1;
+    return findOverlapping(this.#pools, first, last);
   }
 }
 

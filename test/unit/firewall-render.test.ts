@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join, relative } from "node:path";
+import { describe, it, type TestContext } from "node:test";
+import { fileURLToPath } from "node:url";
 import {
   publishedElements,
   renderIptables,
@@ -7,7 +10,12 @@ import {
   renderNftStructure,
   renderPublishedUpdate,
 } from "../../src/firewall/render.ts";
-import { emptyState, type NetworkRecord, type StateDocument } from "../../src/state/model.ts";
+import {
+  type EndpointRecord,
+  emptyState,
+  type NetworkRecord,
+  type StateDocument,
+} from "../../src/state/model.ts";
 import { networkRecord } from "../support/records.ts";
 
 const network = networkRecord;
@@ -18,26 +26,130 @@ function state(...networks: NetworkRecord[]): StateDocument {
   return document;
 }
 
+/** An endpoint of `networkId` as the driver records it; `extra` overrides any field. */
+function endpoint(
+  id: string,
+  networkId: string,
+  extra: Partial<EndpointRecord> = {},
+): EndpointRecord {
+  return {
+    id,
+    networkId,
+    hostVeth: `vsy${id}`,
+    peerVeth: `csy${id}`,
+    mac: "02:42:0a:01:00:02",
+    ports: [],
+    ...extra,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Golden files: each case's expected text is a file of its own under golden/firewall-render/,
+// exactly as the renderer writes it. `UPDATE_GOLDEN=1 make unit` (or the same variable on a
+// single `node --test` run) rewrites them from the current output; review the diff in git.
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const GOLDEN = fileURLToPath(new URL("golden/firewall-render/", import.meta.url));
+const UPDATE = process.env.UPDATE_GOLDEN === "1";
+
+/**
+ * Fails unless `rendered` is byte for byte the golden file `name`, with a unified line diff
+ * (- golden, + rendered) in the message; under UPDATE_GOLDEN=1 rewrites the file instead.
+ */
+function assertGolden(t: TestContext, name: string, rendered: string): void {
+  const path = join(GOLDEN, name);
+  const shown = relative(ROOT, path);
+  let golden: string | undefined;
+  try {
+    golden = readFileSync(path, "utf8");
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOENT") throw error;
+  }
+  if (golden === rendered) return;
+  if (UPDATE) {
+    mkdirSync(GOLDEN, { recursive: true });
+    writeFileSync(path, rendered);
+    t.diagnostic(`${golden === undefined ? "created" : "rewrote"} ${shown}`);
+    return;
+  }
+  const update = "UPDATE_GOLDEN=1 make unit";
+  if (golden === undefined)
+    assert.fail(`golden file ${shown} does not exist: create it with ${update}`);
+  assert.fail(
+    `rendered text differs from ${shown} (- golden, + rendered; if the change is meant, rewrite it with ${update}):\n${lineDiff(shown, golden, rendered)}`,
+  );
+}
+
+/** A changed line as the diff prints it: quoted when whitespace or a control character hides. */
+const visible = (line: string): string =>
+  line === "" || /[^ -~]|\s$/.test(line) ? JSON.stringify(line) : line;
+
+/** A unified diff of two texts by lines, three lines of context around each change. */
+function lineDiff(name: string, golden: string, rendered: string): string {
+  const a = golden.split("\n");
+  const b = rendered.split("\n");
+  // common[i * width + j]: the longest common subsequence of a[i..] and b[j..].
+  const width = b.length + 1;
+  const common = new Int32Array((a.length + 1) * width);
+  const at = (i: number, j: number): number => common[i * width + j] ?? 0;
+  for (let i = a.length - 1; i >= 0; i--) {
+    for (let j = b.length - 1; j >= 0; j--) {
+      common[i * width + j] =
+        a[i] === b[j] ? at(i + 1, j + 1) + 1 : Math.max(at(i + 1, j), at(i, j + 1));
+    }
+  }
+  const ops: { mark: " " | "-" | "+"; line: string; aLine: number; bLine: number }[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const step = { aLine: i + 1, bLine: j + 1 };
+    if (i < a.length && j < b.length && a[i] === b[j]) {
+      ops.push({ mark: " ", line: a[i] ?? "", ...step });
+      i++;
+      j++;
+    } else if (i < a.length && (j === b.length || at(i + 1, j) >= at(i, j + 1))) {
+      ops.push({ mark: "-", line: visible(a[i] ?? ""), ...step });
+      i++;
+    } else {
+      ops.push({ mark: "+", line: visible(b[j] ?? ""), ...step });
+      j++;
+    }
+  }
+  const context = 3;
+  const out = [`--- ${name}`, "+++ rendered"];
+  let index = 0;
+  while (index < ops.length) {
+    const change = ops.findIndex((op, k) => k >= index && op.mark !== " ");
+    if (change === -1) break;
+    const start = Math.max(index, change - context);
+    let end = change;
+    // A hunk runs on while the next change is within twice the context of the last one.
+    for (let k = change; k < ops.length && k <= end + 2 * context; k++)
+      if (ops[k]?.mark !== " ") end = k;
+    const stop = Math.min(ops.length, end + context + 1);
+    const hunk = ops.slice(start, stop);
+    const first = hunk[0] ?? { aLine: 1, bLine: 1 };
+    const aCount = hunk.filter((op) => op.mark !== "+").length;
+    const bCount = hunk.filter((op) => op.mark !== "-").length;
+    out.push(`@@ -${first.aLine},${aCount} +${first.bLine},${bCount} @@`);
+    for (const op of hunk) out.push(`${op.mark}${op.line}`);
+    index = stop;
+  }
+  return out.join("\n");
+}
+
 describe("renderNftables", () => {
-  it("removes the table when there is no network", () => {
-    assert.equal(
-      renderNftables(emptyState()),
-      "table inet switchyard {}\ndelete table inet switchyard\ntable bridge switchyard {}\ndelete table bridge switchyard\n",
-    );
+  it("removes the table when there is no network (golden)", (t) => {
+    assertGolden(t, "no-network.nft", renderNftables(emptyState()));
   });
 
-  it("renders isolation, ICC, internal and masquerade rules (golden)", () => {
+  it("renders isolation, ICC, internal and masquerade rules (golden)", (t) => {
     const document = state(
       network("n1", "sy-one", "10.1.0.0/24"),
       network("n2", "sy-two", "10.2.0.0/24", { icc: false, masquerade: false }),
       network("n3", "sy-three", "10.3.0.0/24", { internal: true }),
     );
-    document.endpoints.e1 = {
-      id: "e1",
-      networkId: "n1",
-      hostVeth: "vsye1",
-      peerVeth: "csye1",
-      mac: "02:42:0a:01:00:02",
+    document.endpoints.e1 = endpoint("e1", "n1", {
       address: "10.1.0.2/24",
       ports: [
         { proto: "tcp", containerPort: 80, hostIp: "", hostPort: 8081, hostPortEnd: 8081 },
@@ -51,86 +163,17 @@ describe("renderNftables", () => {
           hostPortEnd: 8083,
         },
       ],
-    };
-    assert.equal(
+    });
+    assertGolden(
+      t,
+      "isolation-icc-internal-masquerade.nft",
       renderNftables(document, { bridgeMeta: true, uplinks: ["br0"] }),
-      `table inet switchyard {}
-delete table inet switchyard
-table bridge switchyard {}
-delete table bridge switchyard
-table inet switchyard {
-  set bridges {
-    type ifname;
-    elements = { "sy-one", "sy-three", "sy-two" }
-  }
-  set uplinks {
-    type ifname;
-    elements = { "br0" }
-  }
-  map published {
-    type inet_proto . inet_service : ipv4_addr . inet_service;
-    elements = { tcp . 8081 : 10.1.0.2 . 80, sctp . 8082 : 10.1.0.2 . 90 }
-  }
-  map published_addr {
-    type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;
-    elements = { 10.0.0.5 . udp . 5353 : 10.1.0.2 . 53 }
-  }
-  set published_own {
-    type ifname . inet_proto . inet_service;
-    elements = { "sy-one" . tcp . 8081, "sy-one" . sctp . 8082 }
-  }
-  set published_addr_own {
-    type ifname . ipv4_addr . inet_proto . inet_service;
-    elements = { "sy-one" . 10.0.0.5 . udp . 5353 }
-  }
-  chain forward {
-    type filter hook forward priority -10; policy accept;
-    iifname @bridges meta mark set meta mark | 0x10000000 comment "leaves a Switchyard bridge"
-    iifname @bridges oifname != @bridges oifname != @uplinks meta oifkind "bridge" meta mark set meta mark & 0xefffffff comment "into another bridge: Docker decides"
-    iifname "sy-three" oifname != "sy-three" drop comment "internal"
-    oifname "sy-three" iifname != "sy-three" drop comment "internal"
-    iifname "sy-two" oifname "sy-two" drop comment "icc off"
-    oifname "sy-one" iifname != "sy-one" ct state established,related accept
-    oifname "sy-one" iifname != "sy-one" ct status dnat accept
-    oifname "sy-one" iifname != "sy-one" drop comment "isolation"
-    oifname "sy-two" iifname != "sy-two" ct state established,related accept
-    oifname "sy-two" iifname != "sy-two" ct status dnat accept
-    oifname "sy-two" iifname != "sy-two" drop comment "isolation"
-  }
-  chain raw_prerouting {
-    type filter hook prerouting priority -300; policy accept;
-    iifname != "sy-one" ip daddr 10.1.0.0/24 ip daddr != 10.1.0.1 drop comment "no direct access"
-    iifname != "sy-three" ip daddr 10.3.0.0/24 ip daddr != 10.3.0.1 drop comment "no direct access"
-    iifname != "sy-two" ip daddr 10.2.0.0/24 ip daddr != 10.2.0.1 drop comment "no direct access"
-  }
-  chain prerouting {
-    type nat hook prerouting priority -100; policy accept;
-    meta nfproto ipv4 fib daddr type local iifname . meta l4proto . th dport != @published_own dnat ip to meta l4proto . th dport map @published
-    iifname . ip daddr . meta l4proto . th dport != @published_addr_own dnat ip to ip daddr . meta l4proto . th dport map @published_addr
-  }
-  chain output {
-    type nat hook output priority -100; policy accept;
-    ip daddr != 127.0.0.0/8 fib daddr type local dnat ip to meta l4proto . th dport map @published
-    ip daddr != 127.0.0.0/8 dnat ip to ip daddr . meta l4proto . th dport map @published_addr
-  }
-  chain postrouting {
-    type nat hook postrouting priority 100; policy accept;
-    ip saddr 10.1.0.0/24 oifname != "sy-one" masquerade
-  }
-}
-table bridge switchyard {
-  chain forward {
-    type filter hook forward priority -10; policy accept;
-    meta ibrname "sy-two" meta obrname "sy-two" meta protocol { ip, ip6 } drop comment "icc off"
-  }
-}
-`,
     );
   });
 
   it("drops ICC=false traffic by the network's addresses when the kernel cannot name the bridge (golden)", {
     timeout: 60_000,
-  }, () => {
+  }, (t) => {
     const document = state(
       network("n1", "sy-one", "10.1.0.0/24", {
         icc: false,
@@ -138,36 +181,71 @@ table bridge switchyard {
         ipv6: [{ pool: "fd00:1::/64", gateway: "fd00:1::1/64" }],
       }),
     );
-    const rendered = renderNftables(document, { bridgeMeta: false });
-    assert.equal(
-      rendered.slice(rendered.lastIndexOf("table bridge switchyard {\n")),
-      `table bridge switchyard {
-  chain forward {
-    type filter hook forward priority -10; policy accept;
-    ip saddr 10.1.0.0/24 drop comment "icc off"
-    ip daddr 10.1.0.0/24 drop comment "icc off"
-    ip6 saddr fd00:1::/64 drop comment "icc off"
-    ip6 daddr fd00:1::/64 drop comment "icc off"
-  }
-}
-`,
+    assertGolden(
+      t,
+      "icc-off-without-bridge-meta.nft",
+      renderNftables(document, { bridgeMeta: false }),
     );
   });
 
-  it("renders no bridge table when every network has ICC on and none is multi-host", {
+  it("renders no bridge table when every network has ICC on and none is multi-host (golden)", {
     timeout: 60_000,
-  }, () => {
-    assert.doesNotMatch(
-      renderNftables(state(network("n1", "sy-one", "10.1.0.0/24"))),
-      /table bridge switchyard \{\n/,
+  }, (t) => {
+    const rendered = renderNftables(state(network("n1", "sy-one", "10.1.0.0/24")));
+    assert.doesNotMatch(rendered, /table bridge switchyard \{\n/);
+    assertGolden(t, "icc-on-single-host.nft", rendered);
+  });
+
+  it("guards only the containers' addresses on a bridge the user made, and publishes port ranges (golden)", {
+    timeout: 10_000,
+  }, (t) => {
+    const document = state(
+      network("n1", "br-user", "10.5.0.0/24", {
+        bridgeOwned: false,
+        enableIpv6: true,
+        ipv6: [{ pool: "fd00:5::/64", gateway: "fd00:5::1/64" }],
+      }),
+      network("n2", "sy-inner", "10.6.0.0/24", { internal: true }),
+    );
+    const range = (proto: "tcp" | "udp", hostIp: string, hostPort: number, end: number) => ({
+      proto,
+      containerPort: 80,
+      hostIp,
+      hostPort,
+      hostPortEnd: end,
+    });
+    document.endpoints.e2 = endpoint("e2", "n1", {
+      address: "10.5.0.3/24",
+      // Loses to e1's binding of the same port (the first endpoint by ID wins).
+      ports: [range("tcp", "0.0.0.0", 8000, 8000)],
+    });
+    document.endpoints.e1 = endpoint("e1", "n1", {
+      address: "10.5.0.2/24",
+      addressV6: "fd00:5::2/64",
+      ports: [
+        range("tcp", "", 8000, 8002),
+        range("udp", "192.0.2.10", 9000, 9001),
+        range("tcp", "::", 8100, 8100),
+        range("tcp", "", 0, 0),
+      ],
+    });
+    // An internal network publishes nothing; its addresses are not "no direct access" rules.
+    document.endpoints.e3 = endpoint("e3", "n2", {
+      address: "10.6.0.2/24",
+      ports: [range("tcp", "", 8200, 8200)],
+    });
+    assertGolden(
+      t,
+      "user-bridge-dual-stack.nft",
+      renderNftables(document, { bridgeMeta: true, uplinks: ["eth0", "br0"] }),
     );
   });
 });
 
 describe("VXLAN from peer hosts only", () => {
-  it("takes UDP 4789 only from the recorded peers, parsed, and renders nothing for single-host networks", {
+  it("takes UDP 4789 only from the recorded peers, parsed, and renders nothing for single-host networks (golden)", {
     timeout: 10_000,
-  }, () => {
+  }, (t) => {
     assert.doesNotMatch(renderNftables(state(network("n1", "sy-one", "10.1.0.0/24"))), /4789/);
     const document = state(network("n1", "sy-one", "10.60.0.0/24", { vxlanId: 4242 }));
     document.cluster = {
@@ -194,13 +272,14 @@ describe("VXLAN from peer hosts only", () => {
       /type filter hook input priority -1; policy accept;\n {4}udp dport 4789 @th,96,24 \{ 4242 \} ip saddr != @vxlan_peers drop/,
     );
     assert.doesNotMatch(rendered, /flush ruleset/);
+    assertGolden(t, "vxlan-peers.nft", rendered);
   });
 
   // Regression: every UDP 4789 packet from a non-peer was dropped, which also dropped Docker
   // swarm's overlay and Calico's VXLAN on the same host.
   it("drops only the VNIs of Switchyard's networks, each once, in order (golden)", {
     timeout: 10_000,
-  }, () => {
+  }, (t) => {
     const document = state(
       network("n1", "sy-b", "10.61.0.0/24", { vxlanId: 4343 }),
       network("n2", "sy-a", "10.60.0.0/24", { vxlanId: 4242 }),
@@ -208,30 +287,16 @@ describe("VXLAN from peer hosts only", () => {
       network("n4", "sy-d", "10.63.0.0/24", { vxlanId: 16_777_215 }),
       network("n5", "sy-e", "10.64.0.0/24", { vxlanId: 4242 }),
     );
-    const rendered = renderNftables(document);
-    assert.equal(
-      rendered.slice(rendered.indexOf("  set vxlan_peers"), rendered.indexOf("  map published {")),
-      `  set vxlan_peers {
-    type ipv4_addr;
-  }
-  chain vxlan_input {
-    type filter hook input priority -1; policy accept;
-    udp dport 4789 @th,96,24 { 4242, 4343, 16777215 } ip saddr != @vxlan_peers drop comment "Switchyard's VXLAN only from peer hosts"
-  }
-`,
-    );
+    assertGolden(t, "vxlan-vnis.nft", renderNftables(document));
   });
 });
 
 describe("the resolver's address only for this host", () => {
-  const resolverPart = (rendered: string): string =>
-    rendered.slice(rendered.indexOf("  set resolver_flood"), rendered.indexOf("  map published {"));
-
   // Regression: nothing kept the LAN from the resolver's address: any neighbour could route to
   // it through this host and make the plugin's event loop answer.
   it("takes port 53 only from lo, the multi-host bridges' subnets and other container networks (golden)", {
     timeout: 10_000,
-  }, () => {
+  }, (t) => {
     const document = state(
       network("n1", "sy-mesh", "10.60.0.0/24", { vxlanId: 4242 }),
       network("n2", "sy-one", "10.1.0.0/24"),
@@ -240,89 +305,47 @@ describe("the resolver's address only for this host", () => {
         ipv4: [{ pool: "10.61.0.0/16" }, { pool: "10.62.0.0/16", gateway: "10.62.0.1/16" }],
       }),
     );
-    const rendered = renderNftables(document, {
-      bridgeMeta: true,
-      uplinks: ["eth0"],
-      resolverAddress: "169.254.53.53",
-    });
-    assert.equal(
-      resolverPart(rendered),
-      `  set resolver_flood {
-    type ipv4_addr;
-    size 4096;
-    flags dynamic,timeout;
-    timeout 1m;
-  }
-  chain resolver_input {
-    type filter hook input priority -1; policy accept;
-    ip daddr 169.254.53.53 meta l4proto { tcp, udp } th dport 53 jump resolver_clients
-    ip daddr 169.254.53.53 udp dport 53 iifname != "lo" update @resolver_flood { ip saddr limit rate over 200/second burst 400 packets } drop comment "a flood from one client"
-  }
-  chain resolver_clients {
-    iifname "lo" return comment "the host itself"
-    iifname "sy-mesh" ip saddr 10.60.0.0/24 return comment "a multi-host network's containers"
-    iifname "sy-wide" ip saddr 10.61.0.0/16 return comment "a multi-host network's containers"
-    iifname "sy-wide" ip saddr 10.62.0.0/16 return comment "a multi-host network's containers"
-    iifname != @uplinks meta iifkind { "bridge", "veth" } return comment "another container network: refused by the resolver, at once"
-    drop comment "the resolver answers only this host's containers"
-  }
-`,
+    assertGolden(
+      t,
+      "resolver-multi-host.nft",
+      renderNftables(document, {
+        bridgeMeta: true,
+        uplinks: ["eth0"],
+        resolverAddress: "169.254.53.53",
+      }),
     );
     // The structure (what decides between a rebuild and an element update) carries it too.
-    assert.ok(
-      renderNftStructure(document, { bridgeMeta: true, resolverAddress: "169.254.53.53" }).includes(
-        "chain resolver_clients",
-      ),
+    assertGolden(
+      t,
+      "resolver-multi-host-structure.nft",
+      renderNftStructure(document, { bridgeMeta: true, resolverAddress: "169.254.53.53" }),
     );
   });
 
-  it("guards the address with no multi-host network yet, and renders nothing without one", {
+  it("guards the address with no multi-host network yet, and renders nothing without one (golden)", {
     timeout: 10_000,
-  }, () => {
+  }, (t) => {
     const document = state(network("n2", "sy-one", "10.1.0.0/24"));
-    const guarded = resolverPart(
-      renderNftables(document, { bridgeMeta: true, resolverAddress: "169.254.53.53" }),
-    );
+    const guarded = renderNftables(document, {
+      bridgeMeta: true,
+      resolverAddress: "169.254.53.53",
+    });
     assert.match(guarded, /iifname "lo" return comment "the host itself"\n {4}iifname != @uplinks/);
     assert.doesNotMatch(renderNftables(document), /resolver|dport 53/);
+    assertGolden(t, "resolver-single-host.nft", guarded);
   });
 
   it("guards the address before the first network, and only it (golden)", {
     timeout: 10_000,
-  }, () => {
-    assert.equal(
+  }, (t) => {
+    assertGolden(
+      t,
+      "resolver-before-first-network.nft",
       renderNftables(emptyState(), {
         bridgeMeta: true,
         uplinks: ["eth0"],
         resolverAddress: "169.254.53.53",
       }),
-      `table inet switchyard {}
-delete table inet switchyard
-table bridge switchyard {}
-delete table bridge switchyard
-table inet switchyard {
-  set uplinks {
-    type ifname;
-    elements = { "eth0" }
-  }
-  set resolver_flood {
-    type ipv4_addr;
-    size 4096;
-    flags dynamic,timeout;
-    timeout 1m;
-  }
-  chain resolver_input {
-    type filter hook input priority -1; policy accept;
-    ip daddr 169.254.53.53 meta l4proto { tcp, udp } th dport 53 jump resolver_clients
-    ip daddr 169.254.53.53 udp dport 53 iifname != "lo" update @resolver_flood { ip saddr limit rate over 200/second burst 400 packets } drop comment "a flood from one client"
-  }
-  chain resolver_clients {
-    iifname "lo" return comment "the host itself"
-    iifname != @uplinks meta iifkind { "bridge", "veth" } return comment "another container network: refused by the resolver, at once"
-    drop comment "the resolver answers only this host's containers"
-  }
-}
-`,
     );
   });
 
@@ -341,15 +364,7 @@ table inet switchyard {
 describe("published ports as elements", () => {
   const withPorts = (ports: StateDocument["endpoints"][string]["ports"]): StateDocument => {
     const document = state(network("n1", "sy-one", "10.1.0.0/24"));
-    document.endpoints.e1 = {
-      id: "e1",
-      networkId: "n1",
-      hostVeth: "vsye1",
-      peerVeth: "csye1",
-      mac: "02:42:0a:01:00:02",
-      address: "10.1.0.2/24",
-      ports,
-    };
+    document.endpoints.e1 = endpoint("e1", "n1", { address: "10.1.0.2/24", ports });
     return document;
   };
   const tcp = (hostPort: number, containerPort: number) => ({
@@ -360,7 +375,7 @@ describe("published ports as elements", () => {
     hostPortEnd: hostPort,
   });
 
-  it("a port change leaves the rest of the ruleset as it was", () => {
+  it("a port change leaves the rest of the ruleset as it was (golden)", (t) => {
     assert.equal(
       renderNftStructure(withPorts([tcp(8081, 80)])),
       renderNftStructure(withPorts([tcp(9000, 90), tcp(9001, 91)])),
@@ -371,41 +386,77 @@ describe("published ports as elements", () => {
         state(network("n1", "sy-one", "10.1.0.0/24"), network("n2", "b2", "10.2.0.0/24")),
       ),
     );
+    // The structure is the ruleset of the same networks with nothing published.
+    assertGolden(t, "icc-on-single-host.nft", renderNftStructure(withPorts([tcp(8081, 80)])));
   });
 
-  it("renders one transaction: removals first, then additions (golden)", () => {
+  it("renders one transaction: removals first, then additions (golden)", (t) => {
     const update = renderPublishedUpdate(
       publishedElements(withPorts([tcp(8081, 80), tcp(8082, 82)])),
       publishedElements(withPorts([tcp(8081, 8080), tcp(8083, 83)])),
     );
-    assert.equal(
-      update,
-      `delete element inet switchyard published { tcp . 8081, tcp . 8082 }
-delete element inet switchyard published_own { "sy-one" . tcp . 8082 }
-add element inet switchyard published { tcp . 8081 : 10.1.0.2 . 8080, tcp . 8083 : 10.1.0.2 . 83 }
-add element inet switchyard published_own { "sy-one" . tcp . 8083 }
-`,
-    );
+    assertGolden(t, "published-update.nft", update);
     const same = publishedElements(withPorts([tcp(8081, 80)]));
     assert.equal(renderPublishedUpdate(same, same), "");
   });
 });
 
 describe("renderIptables", () => {
-  it("accepts traffic into Switchyard's bridges and, out of them, only what nftables marked (golden)", () => {
-    assert.equal(
+  it("accepts traffic into Switchyard's bridges and, out of them, only what nftables marked (golden)", (t) => {
+    assertGolden(
+      t,
+      "iptables.rules",
       renderIptables(
         state(network("n1", "sy-one", "10.1.0.0/24"), network("n2", "br1", "10.2.0.0/24")),
       ),
-      `*filter
-:SWITCHYARD - [0:0]
--F SWITCHYARD
--A SWITCHYARD -o br1 -j ACCEPT
--A SWITCHYARD -o sy-one -j ACCEPT
--A SWITCHYARD -i br1 -m mark --mark 0x10000000/0x10000000 -j ACCEPT
--A SWITCHYARD -i sy-one -m mark --mark 0x10000000/0x10000000 -j ACCEPT
-COMMIT
-`,
+    );
+  });
+});
+
+describe("golden files", () => {
+  it("are each read by a case in this file (a file no case reads pins nothing)", () => {
+    const source = readFileSync(fileURLToPath(import.meta.url), "utf8");
+    const unread = readdirSync(GOLDEN).filter((file) => !source.includes(`"${file}"`));
+    assert.deepEqual(unread, [], `no case reads these files in ${relative(ROOT, GOLDEN)}`);
+  });
+
+  it("differ as a unified line diff; a missing final newline shows as a removed empty line", () => {
+    const diff = lineDiff("x.nft", "a\nb\nc\nd\ne\nf\ng\nh\n", "a\nb\nc\nD\ne\nf\ng\nh");
+    assert.equal(
+      diff,
+      `--- x.nft
++++ rendered
+@@ -1,9 +1,8 @@
+ a
+ b
+ c
+-d
++D
+ e
+ f
+ g
+ h
+-""`,
+    );
+    // Changes further apart than twice the context are hunks of their own.
+    const lines = Array.from({ length: 12 }, (_, k) => `line ${k + 1}`);
+    const changed = lines.map((line, k) => (k === 0 || k === 11 ? `${line}!` : line));
+    assert.equal(
+      lineDiff("y.nft", lines.join("\n"), changed.join("\n")),
+      `--- y.nft
++++ rendered
+@@ -1,4 +1,4 @@
+-line 1
++line 1!
+ line 2
+ line 3
+ line 4
+@@ -9,4 +9,4 @@
+ line 9
+ line 10
+ line 11
+-line 12
++line 12!`,
     );
   });
 });

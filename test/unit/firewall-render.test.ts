@@ -229,7 +229,7 @@ describe("renderNftables", () => {
         range("tcp", "", 0, 0),
       ],
     });
-    // An internal network publishes nothing; its addresses are not "no direct access" rules.
+    // An internal network publishes nothing.
     document.endpoints.e3 = endpoint("e3", "n2", {
       address: "10.6.0.2/24",
       ports: [range("tcp", "", 8200, 8200)],

@@ -122,13 +122,13 @@ test: check unit docker netns enable e2e multihost
 clean:
 	rm -rf dist plugin/rootfs plugin/config.json
 
-## Benchmarks (issue 6): Switchyard against the built-in bridge driver; one table on stdout,
+## Benchmarks: Switchyard against the built-in bridge driver; one table on stdout,
 ## JSON in bench/results/latest.json. Under 10 minutes; cleans up what it makes (sy-bench-*).
 .PHONY: bench bench-growth bench-dns
 bench: enable
 	$(NODE) --expose-gc bench/run.ts
 
-## Growth without Docker (issue 14), as root: one state commit at N endpoints against writing
+## Growth without Docker, as root: one state commit at N endpoints against writing
 ## the whole document; one firewall apply at N networks and N published ports (netns); the
 ## real plugin in a netns through its socket: idle RSS against the fastify+pino+execa floor,
 ## CreateEndpoint, publish and journal bytes at 10, 1,000 and 10,000 endpoints.

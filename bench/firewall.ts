@@ -1,5 +1,5 @@
 /**
- * Issue 14 without Docker: one firewall apply (HostFirewall: nft and the iptables chain) in a
+ * Growth without Docker: one firewall apply (HostFirewall: nft and the iptables chain) in a
  * throwaway network namespace, at N networks (a network made: the full atomic rebuild) and at
  * N published ports (one port published: an element transaction, against a full rebuild of
  * the same state). Needs root. Prints min / median / max over RUNS samples.

@@ -1,5 +1,5 @@
 /**
- * Cost as the host grows (issue 14): at 1, 100 and 500 networks per driver, the time of one
+ * Cost as the host grows: at 1, 100 and 500 networks per driver, the time of one
  * `docker network create` + `rm`, one `docker run --rm`, one `docker rm -f`, both drivers
  * interleaved on the same daemon, and the plugin's RSS. Networks are added in both drivers
  * alternately between the levels, so each level compares like with like.

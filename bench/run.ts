@@ -1,5 +1,5 @@
 /**
- * `make bench` (issue 6): Switchyard against Docker's built-in bridge driver on this machine.
+ * `make bench`: Switchyard against Docker's built-in bridge driver on this machine.
  * Prints one table on stdout (progress goes to stderr) and writes it as JSON to
  * bench/results/latest.json. Everything it makes in Docker is named `sy-bench-…` and removed at
  * the end, even on failure; leftovers of an interrupted run are removed at the start.

@@ -1,5 +1,5 @@
 /**
- * Issue 14, the part that needs no Docker: the real plugin (`dist/main.js`, with the Node flags
+ * Growth, the part that needs no Docker: the real plugin (`dist/main.js`, with the Node flags
  * of config.json) in a throwaway network namespace, driven through its socket as dockerd drives
  * it. Prints curves, not points:
  *

@@ -1,5 +1,5 @@
 /**
- * Issue 14 without Docker: what one state change costs at N endpoints, with the journal
+ * Growth without Docker: what one state change costs at N endpoints, with the journal
  * (FileStore as it is) and with what the store did before (stringify the whole document twice,
  * write it whole: temp file, fsync, rename, fsync of the directory), on the same disk in the
  * same run, interleaved. Prints min / median / max per N over RUNS runs.

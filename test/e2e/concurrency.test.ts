@@ -1,5 +1,5 @@
 // Concurrency: a burst of requests for one network never hands out an address twice and
-// every endpoint ends up attached (issue 5). Small numbers here; bigger ones live in bench/.
+// every endpoint ends up attached. Small numbers here; bigger ones live in bench/.
 
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";

@@ -1,4 +1,4 @@
-// Shipping like a real plugin (issue 8): push to a registry, install from it, upgrade to a
+// Shipping like a real plugin: push to a registry, install from it, upgrade to a
 // new version and back, with networks, static addresses and published ports surviving;
 // settings validated at start-up; state newer than the plugin knows refused clearly.
 // A local registry (Debian's docker-registry) on 127.0.0.1:5000 stands in for a real one.

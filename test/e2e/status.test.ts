@@ -1,4 +1,4 @@
-// Status and metrics (issue 15): after two networks, three containers and two published
+// Status and metrics: after two networks, three containers and two published
 // ports, `scripts/switchyard-status` names every container, network and port in its tables
 // (`docker ps` cannot show a plugin's ports), `--json` parses, and the plugin's
 // `/Switchyard.Metrics` parses as Prometheus text whose counters move after a `docker run`.

@@ -1,4 +1,4 @@
-// Names across hosts (issue 13, scenario S11): three Docker-in-Docker hosts and etcd, each
+// Names across hosts (scenario S11): three Docker-in-Docker hosts and etcd, each
 // dockerd with `--dns 169.254.53.53` (Switchyard's resolver: the one-time per-host setting).
 // Containers resolve the names and aliases of containers on other hosts of a multi-host
 // network; HAProxy on host 1 reaches web1 and web2 on hosts 2 and 3 by name through an

@@ -1,4 +1,4 @@
-// Multi-host networks (issue 7) end to end: three Docker-in-Docker hosts and etcd. One
+// Multi-host networks end to end: three Docker-in-Docker hosts and etcd. One
 // network made with the same -o vxlan.id on every host is one network: containers on all
 // hosts reach each other, parallel starts never share an address, etcd going away does not
 // cut running containers off, a restarted host comes back, an internal overlay is reached from

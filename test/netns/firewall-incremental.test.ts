@@ -80,7 +80,7 @@ const listTables = (namespace: string): string =>
     .join("\n");
 
 /**
- * Publishing and revoking ports is an element transaction, not a rebuild (issue 14). It must
+ * Publishing and revoking ports is an element transaction, not a rebuild. It must
  * leave exactly the ruleset a full rebuild of the same state gives, or the two paths drift.
  */
 describe("incremental nftables updates", { timeout: 120_000 }, () => {

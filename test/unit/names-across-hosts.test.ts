@@ -19,7 +19,7 @@ import { buildTestApp } from "../support/fakes.ts";
 import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
 /**
- * Names across hosts (issue 13): what a host publishes in etcd, what the others' watches make
+ * Names across hosts: what a host publishes in etcd, what the others' watches make
  * of it, what the resolver answers to whom, and what the Docker-side publisher does with
  * events and resyncs, on an in-memory key-value store and a fake Docker API.
  */

@@ -1,57 +1,30 @@
-import { internal, notFound } from "../errors.ts";
-import {
-  AddressSpaces,
-  checkAddressSpace,
-  type PoolRequest,
-  parseNetwork,
-} from "./address-space.ts";
-import { SparseBitmap } from "./bitmap.ts";
+import { notFound } from "../errors.ts";
+import { AddressSpaces, type PoolRequest } from "./address-space.ts";
 import type { IpamSettings } from "./defaults.ts";
 import {
   type AddressRequest,
   allocateAddress,
   allocateNamedAddress,
-  formatOffset,
   freeAddress,
   isAddressAllocated,
-  newPoolState,
   type PoolInfo,
   type PoolState,
   poolInfo,
 } from "./pool.ts";
+import { formatPrefix } from "./prefix.ts";
 import {
-  formatPrefix,
-  parseAddressOrPrefix,
-  prefixContains,
-  prefixContainsAddress,
-  prefixSize,
-} from "./prefix.ts";
-import { StickyReservations, type StickySnapshot } from "./sticky.ts";
+  type IpamSnapshot,
+  type PoolSnapshot,
+  restoreSnapshot,
+  snapshotPool,
+  snapshotPools,
+} from "./snapshot.ts";
 
 export type { PoolRequest } from "./address-space.ts";
 export type { DefaultPool, IpamSettings } from "./defaults.ts";
 export { defaultIpamSettings, parseDefaultPools } from "./defaults.ts";
 export type { AddressRequest, PoolInfo } from "./pool.ts";
-
-/** One pool in a snapshot; addresses are stored as bits at their offset from the network. */
-export interface PoolSnapshot {
-  addressSpace: string;
-  pool: string;
-  subPool?: string;
-  v6: boolean;
-  /** The last address handed out automatically; the next search starts after it. */
-  lastAllocated?: string;
-  /** Allocated offsets as {@link SparseBitmap.encode} writes them (4,096-bit chunks, base64). */
-  allocated: Record<string, string>;
-  /** Present for a sticky pool: the addresses kept for container names. */
-  sticky?: StickySnapshot;
-}
-
-/** Everything the allocator knows, as plain JSON. */
-export interface IpamSnapshot {
-  version: 1;
-  pools: Record<string, PoolSnapshot>;
-}
+export type { IpamSnapshot, PoolSnapshot } from "./snapshot.ts";
 
 /**
  * Switchyard's address allocator: pools per address space, addresses per pool in a sparse
@@ -74,7 +47,7 @@ export class Ipam {
   /** Throws badRequest on bad default pools, internal on a snapshot that cannot be restored. */
   constructor(settings: IpamSettings, snapshot?: IpamSnapshot) {
     this.#spaces = new AddressSpaces(settings);
-    if (snapshot !== undefined) this.#restore(snapshot);
+    if (snapshot !== undefined) restoreSnapshot(snapshot, this.#spaces);
   }
 
   /** Reserves an explicit pool, or the first free default subnet when `pool` is empty. */
@@ -124,9 +97,7 @@ export class Ipam {
 
   /** A deep, JSON-serialisable copy; `new Ipam(settings, snapshot)` restores it exactly. */
   snapshot(): IpamSnapshot {
-    const pools: Record<string, PoolSnapshot> = {};
-    for (const pool of this.#spaces.pools()) pools[pool.poolId] = snapshotPool(pool);
-    return { version: 1, pools };
+    return snapshotPools(this.#spaces.pools());
   }
 
   /** One pool's part of {@link snapshot}, or undefined when there is no such pool. */
@@ -193,68 +164,4 @@ export class Ipam {
     if (pool === undefined) throw notFound(`no such pool "${poolId}"`);
     return pool;
   }
-
-  #restore(snapshot: IpamSnapshot): void {
-    if (snapshot === null || typeof snapshot !== "object" || snapshot.version !== 1) {
-      throw internal(
-        `cannot restore IPAM state: unsupported snapshot version ${String(snapshot?.version)}`,
-      );
-    }
-    for (const [poolId, entry] of Object.entries(snapshot.pools ?? {})) {
-      try {
-        const pool = restorePool(entry);
-        if (pool.poolId !== poolId) throw new Error(`its fields give the ID "${pool.poolId}"`);
-        this.#spaces.restore(pool);
-      } catch (error) {
-        const reason = error instanceof Error ? error.message : String(error);
-        throw internal(`cannot restore IPAM state: pool "${poolId}": ${reason}`, error);
-      }
-    }
-  }
-}
-
-function restorePool(entry: PoolSnapshot): PoolState {
-  const addressSpace = checkAddressSpace(entry.addressSpace);
-  const prefix = parseNetwork(entry.pool, entry.v6 === true, "pool");
-  const subPrefix =
-    entry.subPool === undefined ? undefined : parseNetwork(entry.subPool, prefix.v6, "IP range");
-  if (subPrefix !== undefined && !prefixContains(prefix, subPrefix)) {
-    throw new Error(`IP range ${entry.subPool} is not inside pool ${entry.pool}`);
-  }
-  const allocations = SparseBitmap.decode(prefixSize(prefix), entry.allocated ?? {});
-  const size = prefixSize(prefix);
-  const sticky =
-    entry.sticky === undefined
-      ? undefined
-      : StickyReservations.restore(entry.sticky, (offset) => {
-          if (offset <= 0n || offset >= size)
-            throw new Error(`sticky offset ${offset} is outside the pool`);
-        });
-  const pool = newPoolState(addressSpace, prefix, subPrefix, allocations, sticky);
-  const broadcast = prefixSize(prefix) - 1n;
-  for (const reserved of pool.hostLast < broadcast ? [0n, broadcast] : [0n]) {
-    if (allocations.has(reserved)) {
-      throw new Error(`reserved address ${formatOffset(pool, reserved)} is marked allocated`);
-    }
-  }
-  if (entry.lastAllocated !== undefined) {
-    const cursor = parseAddressOrPrefix(entry.lastAllocated);
-    if (!prefixContainsAddress(prefix, cursor)) {
-      throw new Error(`last allocated address ${entry.lastAllocated} is outside the pool`);
-    }
-    pool.cursor = cursor.value - pool.first;
-  }
-  return pool;
-}
-
-function snapshotPool(pool: PoolState): PoolSnapshot {
-  return {
-    addressSpace: pool.addressSpace,
-    pool: formatPrefix(pool.prefix),
-    ...(pool.subPrefix === undefined ? {} : { subPool: formatPrefix(pool.subPrefix) }),
-    v6: pool.prefix.v6,
-    ...(pool.cursor === undefined ? {} : { lastAllocated: formatOffset(pool, pool.cursor) }),
-    allocated: pool.allocations.encode(),
-    ...(pool.sticky === undefined ? {} : { sticky: pool.sticky.snapshot() }),
-  };
 }

@@ -19,6 +19,7 @@ import {
   snapshotPool,
   snapshotPools,
 } from "./snapshot.ts";
+import { UndoLog } from "./undo-log.ts";
 
 export type { PoolRequest } from "./address-space.ts";
 export type { DefaultPool, IpamSettings } from "./defaults.ts";
@@ -36,13 +37,7 @@ export class Ipam {
   static readonly globalAddressSpace = "GlobalDefault";
 
   readonly #spaces: AddressSpaces;
-  /**
-   * Inverses of the changes since recording began ({@link savepoint}), newest last: undoing a
-   * change costs what the change did, where a copy of every pool would cost the whole host.
-   */
-  #undo: (() => void)[] | undefined;
-  /** Pools changed since the last {@link settle}. */
-  readonly #changed = new Set<string>();
+  readonly #log = new UndoLog();
 
   /** Throws badRequest on bad default pools, internal on a snapshot that cannot be restored. */
   constructor(settings: IpamSettings, snapshot?: IpamSnapshot) {
@@ -53,14 +48,14 @@ export class Ipam {
   /** Reserves an explicit pool, or the first free default subnet when `pool` is empty. */
   requestPool(req: PoolRequest): { poolId: string; pool: string } {
     const { result: pool, undo } = this.#spaces.request(req);
-    this.#record(pool.poolId, undo);
+    this.#log.record(pool.poolId, undo);
     return { poolId: pool.poolId, pool: formatPrefix(pool.prefix) };
   }
 
   /** Forgets a pool and every address allocated in it. */
   releasePool(poolId: string): void {
-    const undo = this.#spaces.release(this.#getPool(poolId), this.#undo !== undefined);
-    this.#record(poolId, undo ?? (() => {}));
+    const undo = this.#spaces.release(this.#getPool(poolId), this.#log.recording);
+    this.#log.record(poolId, undo ?? (() => {}));
   }
 
   /**
@@ -73,7 +68,7 @@ export class Ipam {
    */
   requestAddress(poolId: string, req: AddressRequest): string {
     const { result, undo } = allocateAddress(this.#getPool(poolId), req);
-    this.#record(poolId, undo);
+    this.#log.record(poolId, undo);
     return result;
   }
 
@@ -85,14 +80,14 @@ export class Ipam {
    */
   requestNamedAddress(poolId: string, name: string): { address: string; takenFrom?: string } {
     const { result, undo } = allocateNamedAddress(this.#getPool(poolId), name);
-    this.#record(poolId, undo);
+    this.#log.record(poolId, undo);
     return result;
   }
 
   /** Frees an address; one that is not allocated is fine (Docker retries), one outside is not. */
   releaseAddress(poolId: string, address: string): void {
     const undo = freeAddress(this.#getPool(poolId), address);
-    if (undo !== undefined) this.#record(poolId, undo);
+    if (undo !== undefined) this.#log.record(poolId, undo);
   }
 
   /** A deep, JSON-serialisable copy; `new Ipam(settings, snapshot)` restores it exactly. */
@@ -111,14 +106,12 @@ export class Ipam {
    * back to with {@link rollbackTo}. Recording lasts until {@link settle}.
    */
   savepoint(): number {
-    this.#undo ??= [];
-    return this.#undo.length;
+    return this.#log.savepoint();
   }
 
   /** Undoes every change made since the savepoint, newest first. */
   rollbackTo(savepoint: number): void {
-    const undo = this.#undo ?? [];
-    while (undo.length > savepoint) undo.pop()?.();
+    this.#log.rollbackTo(savepoint);
   }
 
   /**
@@ -126,18 +119,12 @@ export class Ipam {
    * a store has to write again, not every pool.
    */
   changedPools(): string[] {
-    return [...this.#changed];
+    return this.#log.changedPools();
   }
 
   /** Ends recording: the changes so far can no longer be undone, and none counts as changed. */
   settle(): void {
-    this.#undo = undefined;
-    this.#changed.clear();
-  }
-
-  #record(poolId: string, undo: () => void): void {
-    this.#changed.add(poolId);
-    this.#undo?.push(undo);
+    this.#log.settle();
   }
 
   /** The pool with this ID, or undefined. */

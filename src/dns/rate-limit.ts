@@ -26,7 +26,7 @@ export interface QueryLimits {
  *   CPU (receive, parse, look up, encode, send), so at the cap answering takes about an
  *   eighth of a core, while a host of hundreds of containers, every one of whose lookups asks
  *   here first, stays below it. A query dropped over a limit still costs about 12 µs to
- *   receive: the packet filter's own limit per source (`src/firewall/render.ts`) keeps a
+ *   receive: the packet filter's own limit per source (`src/firewall/render-resolver.ts`) keeps a
  *   flood from reaching the process at all.
  * - 4,096 sources: more than the containers a host runs; a flood of forged source addresses
  *   only recycles buckets (each new one starts full), while the global bucket still holds.

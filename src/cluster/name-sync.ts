@@ -156,10 +156,15 @@ export class NameSync {
     }
   }
 
-  /** Replaces the network's desired set and runs a pass. */
+  /**
+   * Replaces the network's desired set and runs a pass. The same set again is no change: the
+   * periodic pass (or the retry of a failed one) is what compares it with etcd then, so the
+   * publisher can hand over its whole set on every change without a pass per network each time.
+   */
   set(vni: number, records: ReadonlyMap<string, NameRecord>): void {
     const network = this.#networks.get(vni);
     if (network === undefined) return;
+    if (network.known && sameRecords(network.desired, records)) return;
     network.desired = new Map(records);
     this.#changed(vni, network);
   }
@@ -266,4 +271,19 @@ export class NameSync {
     network.timer = setTimeout(() => this.#run(vni, network), delay);
     network.timer.unref();
   }
+}
+
+/** Whether two desired sets name the same endpoints with the same names and address. */
+function sameRecords(
+  a: ReadonlyMap<string, NameRecord>,
+  b: ReadonlyMap<string, NameRecord>,
+): boolean {
+  if (a.size !== b.size) return false;
+  for (const [endpointId, record] of a) {
+    const other = b.get(endpointId);
+    if (other === undefined || other.ipv4 !== record.ipv4) return false;
+    if (other.names.length !== record.names.length) return false;
+    if (other.names.some((name, index) => name !== record.names[index])) return false;
+  }
+  return true;
 }

@@ -306,6 +306,32 @@ describe("names in etcd are reconciled, not remembered", () => {
   });
 });
 
+describe("the same name set again", () => {
+  it("runs no pass: a publisher hands over its whole set on every change", TIMEOUT, async () => {
+    // One endpoint change made the publisher hand every network's set over again, and each
+    // set cost a pass (a listing and writes in etcd) per network, changed or not.
+    const kv = new MemoryKeyValueStore();
+    const a = member(kv, "host-a", { namesResyncMs: 60_000 });
+    await a.joinNetwork(VNI, CONFIG, { fresh: true });
+    const names = new Map<string, NameRecord>([["e1", { names: ["web1"], ipv4: "10.60.0.5" }]]);
+    a.setLocalNames(VNI, names);
+    await a.namesSettled(VNI);
+    let listings = 0;
+    const range = kv.range.bind(kv);
+    kv.range = async (prefix: string) => {
+      if (prefix.startsWith(NAMES)) listings += 1;
+      return range(prefix);
+    };
+    a.setLocalNames(VNI, new Map(names));
+    await a.namesSettled(VNI);
+    assert.equal(listings, 0, "the same set: no pass");
+    a.setLocalNames(VNI, new Map([["e1", { names: ["web1", "front"], ipv4: "10.60.0.5" }]]));
+    await a.namesSettled(VNI);
+    assert.equal(listings, 1, "a changed set: one pass");
+    assert.match((await stored(kv)).e1 ?? "", /front/);
+  });
+});
+
 describe("planNameWrites", () => {
   it("puts what is missing, different or on another lease; deletes the rest", TIMEOUT, () => {
     const prefix = "p/names/h/";

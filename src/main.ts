@@ -9,6 +9,7 @@ import type { ClusterService, PublishedName } from "./cluster/cluster.ts";
 import { IpDatapath } from "./datapath/ip-datapath.ts";
 import type { NameService } from "./discovery/name-service.ts";
 import { AddressNames } from "./driver/address-names.ts";
+import { ClusterLink } from "./driver/cluster-link.ts";
 import { IpamDriver } from "./driver/ipam-driver.ts";
 import { NetworkDriver } from "./driver/network-driver.ts";
 import { createRunner, type Runner } from "./exec/runner.ts";
@@ -57,11 +58,11 @@ async function main(): Promise<void> {
   );
   const datapath = new IpDatapath(runner);
   let names: NameService | undefined;
-  let cluster: ClusterService | undefined;
   const dockerSendsNames = await dockerNamesContainers();
   // Docker 29 names the container in RequestAddress: the IPAM side keeps the name for the
   // network side's CreateEndpoint, so endpoints know their container without the Docker API.
   const addressNames = new AddressNames();
+  const clusterLink = new ClusterLink();
   const network = new NetworkDriver({
     state,
     datapath,
@@ -71,6 +72,7 @@ async function main(): Promise<void> {
     metrics,
     ...(resolves ? { resolverAddress: settings.dnsAddress } : {}),
     addressNames,
+    clusterLink,
     names: { endpointsChanged: () => names?.endpointsChanged() },
   });
   const ipam = new IpamDriver({
@@ -79,13 +81,14 @@ async function main(): Promise<void> {
     logger,
     dockerSendsNames,
     addressNames,
+    clusterLink,
   });
   const app = buildApp({
     network,
     ipam,
     state: () => state.document,
     metrics,
-    warnings: () => [...warnings.list(), ...clusterWarnings(cluster)],
+    warnings: () => [...warnings.list(), ...clusterWarnings(clusterLink.service)],
     logger,
   });
 
@@ -114,16 +117,13 @@ async function main(): Promise<void> {
           logger,
           dockerSendsNames,
         );
-      cluster = service;
-      network.attachCluster(service);
-      ipam.attachCluster(service);
+      clusterLink.attach(service);
       warnings.set(CLUSTER_WARNING, undefined);
       return true;
     } catch (error) {
       const reason = `multi-host networks are not available yet: ${error instanceof Error ? error.message : String(error)}; retrying every ${CLUSTER_RETRY_MS / 1000} s`;
       if (warnings.set(CLUSTER_WARNING, reason)) logger.error({ err: error }, reason);
-      network.clusterPending(reason);
-      ipam.clusterPending(reason);
+      clusterLink.setPending(reason);
       return false;
     }
   };
@@ -169,7 +169,7 @@ async function main(): Promise<void> {
     .catch((error: unknown) =>
       logger.error({ err: error }, "cannot reconcile the host at start-up"),
     )
-    .finally(() => cluster?.resume(driver.clusterNetworks()));
+    .finally(() => clusterLink.service?.resume(driver.clusterNetworks()));
   // Names across hosts: the resolver and the publisher run beside requests, never in them.
   void names?.start();
   if (clusterPending) {
@@ -183,7 +183,7 @@ async function main(): Promise<void> {
         driver
           .reconcile()
           .catch((error: unknown) => logger.error({ err: error }, "cannot reconcile the host"))
-          .finally(() => cluster?.resume(driver.clusterNetworks()));
+          .finally(() => clusterLink.service?.resume(driver.clusterNetworks()));
       });
     }, CLUSTER_RETRY_MS);
     retry.unref();
@@ -194,7 +194,7 @@ async function main(): Promise<void> {
 
   const stop = (signal: string): void => {
     logger.info({ signal }, "stopping");
-    cluster?.stop();
+    clusterLink.service?.stop();
     names?.stop();
     driver.stop();
     // Requests answered, then the journal folded into state.json: what an older Switchyard

@@ -1,5 +1,4 @@
 import type { Logger } from "pino";
-import type { ClusterService } from "../cluster/cluster.ts";
 import type { Datapath } from "../datapath/datapath.ts";
 import { notFound } from "../errors.ts";
 import type { FirewallSync } from "../firewall/sync.ts";
@@ -8,6 +7,7 @@ import type { PortPublisher } from "../proxy/port-proxy.ts";
 import type { EndpointRecord, NetworkRecord, StateDocument } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 import type { AddressNames } from "./address-names.ts";
+import type { ClusterLink } from "./cluster-link.ts";
 import type { KeyedLocks } from "./locks.ts";
 
 /** What every part of the network driver works with. */
@@ -18,10 +18,8 @@ export interface DriverContext {
   publisher: PortPublisher;
   logger: Logger;
   locks: KeyedLocks;
-  /** The multi-host side: set once it is up (it may come up after start, see main.ts). */
-  cluster: ClusterService | undefined;
-  /** Why multi-host networks are not available yet, while ETCD_ENDPOINTS is set but not up. */
-  clusterPending?: string;
+  /** The multi-host side: absent, not up yet (and why), or up; shared with the IPAM driver. */
+  cluster: ClusterLink;
   /** Veth deletions still running after their DeleteEndpoint was answered. */
   deletions: PendingDeletions;
   metrics: Metrics;

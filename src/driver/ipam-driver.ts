@@ -7,6 +7,7 @@ import { OptionKeys } from "../protocol/wire.ts";
 import { bareAddress, type ClusterNetworkRecord } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 import type { AddressNames } from "./address-names.ts";
+import { ClusterLink } from "./cluster-link.ts";
 
 /**
  * The IPAM driver: the pure allocator, with every change committed before it is answered.
@@ -15,9 +16,8 @@ import type { AddressNames } from "./address-names.ts";
  */
 export class IpamDriver {
   readonly #state: StateManager;
-  #cluster: ClusterService | undefined;
-  /** Why the multi-host side is not up yet, while ETCD_ENDPOINTS is set (see main.ts). */
-  #clusterPending: string | undefined;
+  /** The multi-host side, shared with the network driver (it may come up after start). */
+  readonly #cluster: ClusterLink;
   readonly #logger: Logger | undefined;
   /** Block claims in flight per VXLAN id: one at a time, so a burst claims one block, not many. */
   readonly #claiming = new Map<number, Promise<void>>();
@@ -33,6 +33,8 @@ export class IpamDriver {
     state: StateManager;
     hostPrefixes: () => Promise<IpPrefix[]>;
     cluster?: ClusterService;
+    /** The multi-host side shared with the network driver (main.ts sets it up after start). */
+    clusterLink?: ClusterLink;
     logger?: Logger;
     /** Docker 29 and later send the container's name with RequestAddress (default: true). */
     dockerSendsNames?: boolean;
@@ -41,21 +43,10 @@ export class IpamDriver {
   }) {
     this.#state = deps.state;
     this.#hostPrefixes = deps.hostPrefixes;
-    this.#cluster = deps.cluster;
+    this.#cluster = deps.clusterLink ?? new ClusterLink(deps.cluster);
     this.#logger = deps.logger;
     this.#dockerSendsNames = deps.dockerSendsNames ?? true;
     this.#addressNames = deps.addressNames;
-  }
-
-  /** The multi-host side came up after start: multi-host pools hand out addresses again. */
-  attachCluster(cluster: ClusterService): void {
-    this.#cluster = cluster;
-    this.#clusterPending = undefined;
-  }
-
-  /** ETCD_ENDPOINTS is set but the multi-host side is not up: multi-host pools say why. */
-  clusterPending(reason: string): void {
-    if (this.#cluster === undefined) this.#clusterPending = reason;
   }
 
   /** The multi-host network a pool belongs to, if any. */
@@ -132,7 +123,7 @@ export class IpamDriver {
       input.options?.[OptionKeys.requestAddressType] === OptionKeys.gatewayAddressType;
     const address = input.address || undefined;
     const shared = this.#clusterNetwork(input.poolId);
-    const cluster = this.#cluster;
+    const cluster = this.#cluster.service;
     // Multi-host networks refuse sticky pools at creation (their addresses come from blocks).
     if (
       shared === undefined &&
@@ -146,7 +137,7 @@ export class IpamDriver {
     // another host's.
     if (shared !== undefined && cluster === undefined && !gateway) {
       throw internal(
-        this.#clusterPending ??
+        this.#cluster.pending ??
           `vxlan.id ${shared.vni} is a multi-host network, and multi-host networks need etcd: set ETCD_ENDPOINTS`,
       );
     }
@@ -285,10 +276,11 @@ export class IpamDriver {
       record.statics = record.statics.filter((item) => item !== bare);
       return record.vni;
     });
-    if (staticIn === undefined || this.#cluster === undefined) return;
+    const cluster = this.#cluster.service;
+    if (staticIn === undefined || cluster === undefined) return;
     // A static address taken cluster-wide goes back too; if etcd is away it stays taken
     // until this host leaves the network (never handed out twice, at worst held too long).
-    await this.#cluster
+    await cluster
       .releaseAddress(staticIn, bare)
       .catch((error: unknown) =>
         this.#logger?.warn({ err: error }, "cannot release address in etcd"),

@@ -8,6 +8,7 @@ import type { PortPublisher } from "../proxy/port-proxy.ts";
 import type { PortBinding } from "../state/model.ts";
 import type { StateManager } from "../state/state-manager.ts";
 import type { AddressNames } from "./address-names.ts";
+import { ClusterLink } from "./cluster-link.ts";
 import { type DriverContext, PendingDeletions } from "./context.ts";
 import { type CreateEndpointInput, Endpoints, type JoinResult } from "./endpoints.ts";
 import { KeyedLocks } from "./locks.ts";
@@ -27,22 +28,7 @@ export class NetworkDriver {
   readonly #endpoints: Endpoints;
   readonly #publishing: Publishing;
   readonly #overlay: Overlay;
-  readonly #context: DriverContext;
   readonly #reconciler: Reconciler;
-
-  /**
-   * The multi-host side came up after start (etcd or the underlay were not ready): from now
-   * on multi-host networks work; the caller reconciles and re-joins them.
-   */
-  attachCluster(cluster: ClusterService): void {
-    this.#context.cluster = cluster;
-    delete this.#context.clusterPending;
-  }
-
-  /** ETCD_ENDPOINTS is set but the multi-host side is not up: multi-host calls say why. */
-  clusterPending(reason: string): void {
-    if (this.#context.cluster === undefined) this.#context.clusterPending = reason;
-  }
 
   constructor(deps: {
     state: StateManager;
@@ -51,6 +37,8 @@ export class NetworkDriver {
     publisher: PortPublisher;
     logger: Logger;
     cluster?: ClusterService;
+    /** The multi-host side shared with the IPAM driver (main.ts sets it up after start). */
+    clusterLink?: ClusterLink;
     metrics?: Metrics;
     /** The multi-host name resolver's address, when it runs. */
     resolverAddress?: string;
@@ -66,14 +54,13 @@ export class NetworkDriver {
       publisher: deps.publisher,
       logger: deps.logger,
       locks: new KeyedLocks(),
-      cluster: deps.cluster,
+      cluster: deps.clusterLink ?? new ClusterLink(deps.cluster),
       deletions: new PendingDeletions(deps.logger),
       metrics: deps.metrics ?? new Metrics(),
       ...(deps.resolverAddress === undefined ? {} : { resolverAddress: deps.resolverAddress }),
       ...(deps.addressNames === undefined ? {} : { addressNames: deps.addressNames }),
       ...(deps.names === undefined ? {} : { names: deps.names }),
     };
-    this.#context = context;
     this.#overlay = new Overlay(context);
     this.#networks = new Networks(context, this.#overlay);
     this.#endpoints = new Endpoints(context, this.#networks);

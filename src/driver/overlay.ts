@@ -53,10 +53,9 @@ export class Overlay {
     mtu: number | undefined,
     enableIpv6 = false,
   ): Promise<OverlayJoin> {
-    const cluster = this.#context.cluster;
-    if (cluster === undefined && this.#context.clusterPending !== undefined) {
-      throw internal(this.#context.clusterPending);
-    }
+    const cluster = this.#context.cluster.service;
+    const pending = this.#context.cluster.pending;
+    if (cluster === undefined && pending !== undefined) throw internal(pending);
     if (cluster === undefined) {
       throw badRequest(
         "option vxlan.id makes a multi-host network, which needs etcd: docker plugin set switchyard:latest ETCD_ENDPOINTS=http://HOST:2379 (while disabled)",
@@ -136,7 +135,7 @@ export class Overlay {
   /** Drops this host's entries from etcd; failures are logged (leases age them out). */
   async leave(vni: number): Promise<void> {
     try {
-      await this.#context.cluster?.leaveNetwork(vni);
+      await this.#context.cluster.service?.leaveNetwork(vni);
     } catch (error) {
       this.#context.logger.warn(
         { err: error, vni },
@@ -147,7 +146,7 @@ export class Overlay {
 
   /** Creates (or repairs) the network's VXLAN device and points its flooding at the peers. */
   async ensureDevice(network: NetworkRecord, peers: readonly string[]): Promise<void> {
-    const cluster = this.#context.cluster;
+    const cluster = this.#context.cluster.service;
     if (network.vxlanId === undefined || cluster === undefined) return;
     const name = vxlanDeviceName(network.vxlanId);
     await this.#context.datapath.ensureVxlan({
@@ -209,7 +208,10 @@ export class Overlay {
   }
 
   #clusterState(state: StateDocument): ClusterState {
-    state.cluster ??= { hostId: this.#context.cluster?.identity.hostId ?? "", networks: {} };
+    state.cluster ??= {
+      hostId: this.#context.cluster.service?.identity.hostId ?? "",
+      networks: {},
+    };
     return state.cluster;
   }
 }

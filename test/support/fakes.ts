@@ -9,6 +9,7 @@ import type {
   VxlanSpec,
 } from "../../src/datapath/datapath.ts";
 import { AddressNames } from "../../src/driver/address-names.ts";
+import type { ClusterLink } from "../../src/driver/cluster-link.ts";
 import { IpamDriver } from "../../src/driver/ipam-driver.ts";
 import { NetworkDriver } from "../../src/driver/network-driver.ts";
 import type { Firewall } from "../../src/firewall/firewall.ts";
@@ -152,6 +153,8 @@ export async function buildTestApp(
     datapath?: Datapath;
     firewall?: Firewall;
     cluster?: ClusterService;
+    /** One multi-host side for both drivers, to set up or mark pending after start. */
+    clusterLink?: ClusterLink;
     resolverAddress?: string;
     /** As main.ts finds it: Docker 29 and later name the container in RequestAddress. */
     dockerSendsNames?: boolean;
@@ -177,6 +180,7 @@ export async function buildTestApp(
     logger,
     metrics,
     ...(host.cluster === undefined ? {} : { cluster: host.cluster }),
+    ...(host.clusterLink === undefined ? {} : { clusterLink: host.clusterLink }),
     ...(host.resolverAddress === undefined ? {} : { resolverAddress: host.resolverAddress }),
   });
   const ipam = new IpamDriver({
@@ -184,6 +188,7 @@ export async function buildTestApp(
     addressNames,
     hostPrefixes: () => datapath.hostPrefixes(),
     ...(host.cluster === undefined ? {} : { cluster: host.cluster }),
+    ...(host.clusterLink === undefined ? {} : { clusterLink: host.clusterLink }),
     ...(host.dockerSendsNames === undefined ? {} : { dockerSendsNames: host.dockerSendsNames }),
   });
   const app = buildApp({

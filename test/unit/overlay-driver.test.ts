@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 import { pino } from "pino";
 import { ClusterService } from "../../src/cluster/cluster.ts";
+import { ClusterLink } from "../../src/driver/cluster-link.ts";
 import { buildTestApp, FakeDatapath } from "../support/fakes.ts";
 import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
@@ -205,9 +206,9 @@ describe("a multi-host side that could not be set up at start", () => {
       assert.equal((await createNetwork(first)).status, 200);
 
       const reason = "multi-host networks are not available yet: no default route; retrying";
-      const again = await buildTestApp(first.store);
-      again.network.clusterPending(reason);
-      again.ipam.clusterPending(reason);
+      const link = new ClusterLink();
+      const again = await buildTestApp(first.store, { clusterLink: link });
+      link.setPending(reason);
       const address = await again.call("/IpamDriver.RequestAddress", {
         PoolID: poolId,
         Address: "",
@@ -233,8 +234,7 @@ describe("a multi-host side that could not be set up at start", () => {
         onPeers: () => undefined,
       });
       running.push(cluster);
-      again.network.attachCluster(cluster);
-      again.ipam.attachCluster(cluster);
+      link.attach(cluster);
       await cluster.joinNetwork(4242, { subnet: SUBNET, gateway: "10.60.0.1/24" });
       const later = await again.call("/IpamDriver.RequestAddress", {
         PoolID: poolId,

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { pino } from "pino";
 import { ClusterService, type NameRecord, type PublishedName } from "../../src/cluster/cluster.ts";
 import { planNameWrites } from "../../src/cluster/name-sync.ts";
+import { eventually } from "../support/eventually.ts";
 import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
 /**
@@ -42,20 +43,6 @@ function member(
   });
   running.push(cluster);
   return cluster;
-}
-
-/** Retries an assertion until it holds or 3 s have passed. */
-async function eventually(check: () => void | Promise<void>): Promise<void> {
-  const deadline = Date.now() + 3_000;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(5);
-    }
-  }
 }
 
 /** Whether a promise has resolved yet, read later without awaiting it. */

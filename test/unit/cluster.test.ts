@@ -8,6 +8,7 @@ import {
   type OwnedClaims,
   renewalDelay,
 } from "../../src/cluster/cluster.ts";
+import { eventually } from "../support/eventually.ts";
 import { MemoryKeyValueStore } from "../support/memory-kv.ts";
 
 const ROOT = "switchyard/v1/networks";
@@ -81,20 +82,6 @@ function recordingLogger(): { logger: Logger; lines: { msg: string; [field: stri
 /** Every host joins every network given (VNI alone by default). */
 async function joinAll(hosts: Host[], vnis = [VNI]): Promise<void> {
   for (const vni of vnis) for (const host of hosts) await host.cluster.joinNetwork(vni, CONFIG);
-}
-
-/** Retries an assertion until it holds (watches deliver on later turns) or 3 s have passed. */
-async function eventually(check: () => void | Promise<void>): Promise<void> {
-  const deadline = Date.now() + 3_000;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (error) {
-      if (Date.now() > deadline) throw error;
-      await sleep(5);
-    }
-  }
 }
 
 /** What the store holds under one network, as key (below the network) → value. */
